@@ -1,0 +1,159 @@
+//! A running connector's shared parts: its configuration, HTTP sink, guest,
+//! dead-letter producer, counters and state.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ConnectorConfig;
+use crate::deadletter::DeadLetterProducer;
+use crate::guest::PreparedGuest;
+use crate::sink::HttpSink;
+
+/// Where a connector is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectorState {
+    /// Consuming and delivering.
+    Running,
+    /// Stopped by a failure; the record it stopped on was not committed and is
+    /// delivered again after a restart.
+    Failed {
+        /// Why it stopped.
+        reason: String,
+    },
+    /// Shut down with the process.
+    Stopped,
+}
+
+/// Counters of what a connector did, for logs, the quickstart tally and metrics.
+#[derive(Debug, Default)]
+pub struct ConnectorStats {
+    /// Records read from Kafka.
+    pub consumed: AtomicU64,
+    /// Records the callback accepted.
+    pub delivered: AtomicU64,
+    /// Attempts that were followed by a retry.
+    pub retried: AtomicU64,
+    /// Records given up without a dead-letter topic.
+    pub dropped: AtomicU64,
+    /// Records produced to the dead-letter topic.
+    pub dead_lettered: AtomicU64,
+    /// Records finished without a request (null values ignored, guest skips).
+    pub skipped: AtomicU64,
+}
+
+/// A point-in-time copy of [`ConnectorStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatsSnapshot {
+    /// See [`ConnectorStats::consumed`].
+    pub consumed: u64,
+    /// See [`ConnectorStats::delivered`].
+    pub delivered: u64,
+    /// See [`ConnectorStats::retried`].
+    pub retried: u64,
+    /// See [`ConnectorStats::dropped`].
+    pub dropped: u64,
+    /// See [`ConnectorStats::dead_lettered`].
+    pub dead_lettered: u64,
+    /// See [`ConnectorStats::skipped`].
+    pub skipped: u64,
+}
+
+impl StatsSnapshot {
+    /// Records that are finished: their offsets may be committed.
+    pub fn finished(&self) -> u64 {
+        self.delivered + self.dropped + self.dead_lettered + self.skipped
+    }
+}
+
+impl ConnectorStats {
+    /// Adds one to a counter.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            consumed: read(&self.consumed),
+            delivered: read(&self.delivered),
+            retried: read(&self.retried),
+            dropped: read(&self.dropped),
+            dead_lettered: read(&self.dead_lettered),
+            skipped: read(&self.skipped),
+        }
+    }
+}
+
+/// The parts of a connector its partition lanes share.
+pub struct Connector {
+    /// The validated configuration.
+    pub config: ConnectorConfig,
+    /// The HTTP callback.
+    pub sink: HttpSink,
+    /// The guest, pre-instantiated.
+    pub guest: PreparedGuest,
+    /// The dead-letter producer, when a topic is configured.
+    pub dead_letter: Option<DeadLetterProducer>,
+    /// What the connector did so far.
+    pub stats: ConnectorStats,
+    state: Mutex<ConnectorState>,
+    halt: CancellationToken,
+}
+
+impl Connector {
+    /// A connector that halts when `shutdown` is cancelled or when it fails.
+    pub fn new(
+        config: ConnectorConfig,
+        sink: HttpSink,
+        guest: PreparedGuest,
+        dead_letter: Option<DeadLetterProducer>,
+        shutdown: &CancellationToken,
+    ) -> Self {
+        Self {
+            config,
+            sink,
+            guest,
+            dead_letter,
+            stats: ConnectorStats::default(),
+            state: Mutex::new(ConnectorState::Running),
+            halt: shutdown.child_token(),
+        }
+    }
+
+    /// The connector's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The current state.
+    pub fn state(&self) -> ConnectorState {
+        self.state.lock().expect("state lock").clone()
+    }
+
+    /// Cancelled when the connector must stop starting new work.
+    pub fn halt_token(&self) -> &CancellationToken {
+        &self.halt
+    }
+
+    /// Marks the connector FAILED (the first reason wins) and halts it.
+    pub fn fail(&self, reason: String) {
+        let mut state = self.state.lock().expect("state lock");
+        if *state == ConnectorState::Running {
+            tracing::error!(connector = %self.config.name, %reason, "connector FAILED; it stops without committing the record it stopped on");
+            *state = ConnectorState::Failed { reason };
+        }
+        drop(state);
+        self.halt.cancel();
+    }
+
+    /// Marks a connector that halted without failing as stopped.
+    pub fn mark_stopped(&self) {
+        let mut state = self.state.lock().expect("state lock");
+        if *state == ConnectorState::Running {
+            *state = ConnectorState::Stopped;
+        }
+    }
+}

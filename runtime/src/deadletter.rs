@@ -1,0 +1,132 @@
+//! The dead-letter topic: records a connector gives up on are produced there,
+//! with their original key, value and headers plus context headers, before
+//! their offset is committed.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::config::DeadLetterConfig;
+use crate::guest::bindings::KafkaRecord;
+use crate::kafka::{LogContext, client_config};
+
+/// How long a dead-letter record may wait in the producer's queue.
+const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a dead-letter record says about why it is there.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadLetterContext<'a> {
+    /// Connector that gave up on the record.
+    pub connector: &'a str,
+    /// Delivery attempts made (0 when the record never reached HTTP).
+    pub attempts: u32,
+    /// HTTP status of the last attempt, if there was a response.
+    pub last_status: Option<u16>,
+    /// Why the record was given up.
+    pub reason: &'a str,
+}
+
+/// Why a dead-letter record could not be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum DeadLetterError {
+    /// The producer could not be created.
+    #[error("cannot create the dead-letter producer: {0}")]
+    Create(KafkaError),
+    /// The broker did not acknowledge the record.
+    #[error("producing to dead-letter topic {topic} failed: {error}")]
+    Produce {
+        /// The dead-letter topic.
+        topic: String,
+        /// librdkafka's error.
+        error: KafkaError,
+    },
+}
+
+/// A connector's dead-letter producer.
+pub struct DeadLetterProducer {
+    producer: FutureProducer<LogContext>,
+    topic: String,
+    context_headers: bool,
+}
+
+impl DeadLetterProducer {
+    /// Creates the producer from the `[kafka]` properties and the connector's
+    /// `producer.override.*` properties.
+    pub fn new(
+        connector: &str,
+        config: &DeadLetterConfig,
+        kafka: &BTreeMap<String, String>,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<Self, DeadLetterError> {
+        let producer = client_config(kafka, &[("acks", "all")], overrides, &[])
+            .create_with_context(LogContext::new(format!("{connector}/dead-letter")))
+            .map_err(DeadLetterError::Create)?;
+        Ok(Self {
+            producer,
+            topic: config.topic.clone(),
+            context_headers: config.context_headers,
+        })
+    }
+
+    /// The topic records go to.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Produces `record` to the dead-letter topic and waits for the broker's
+    /// acknowledgement.
+    pub async fn send(
+        &self,
+        record: &KafkaRecord,
+        context: DeadLetterContext<'_>,
+    ) -> Result<(), DeadLetterError> {
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 7);
+        for header in &record.headers {
+            headers = headers.insert(Header {
+                key: &header.key,
+                value: header.value.as_deref(),
+            });
+        }
+        if self.context_headers {
+            let partition = record.partition.to_string();
+            let offset = record.offset.to_string();
+            let attempts = context.attempts.to_string();
+            let status = context.last_status.map(|s| s.to_string());
+            let pairs: [(&str, Option<&str>); 7] = [
+                ("__connect.errors.topic", Some(&record.topic)),
+                ("__connect.errors.partition", Some(&partition)),
+                ("__connect.errors.offset", Some(&offset)),
+                ("__connect.errors.connector.name", Some(context.connector)),
+                ("__connect.errors.attempts", Some(&attempts)),
+                ("__connect.errors.http.status", status.as_deref()),
+                ("__connect.errors.exception.message", Some(context.reason)),
+            ];
+            for (key, value) in pairs {
+                if let Some(value) = value {
+                    headers = headers.insert(Header {
+                        key,
+                        value: Some(value),
+                    });
+                }
+            }
+        }
+        let mut message = FutureRecord::<[u8], [u8]>::to(&self.topic).headers(headers);
+        if let Some(key) = &record.key {
+            message = message.key(key.as_slice());
+        }
+        if let Some(value) = &record.value {
+            message = message.payload(value.as_slice());
+        }
+        self.producer
+            .send(message, QUEUE_TIMEOUT)
+            .await
+            .map(|_| ())
+            .map_err(|(error, _)| DeadLetterError::Produce {
+                topic: self.topic.clone(),
+                error,
+            })
+    }
+}

@@ -1,0 +1,450 @@
+//! A partition lane: delivers one partition's records strictly in order.
+//!
+//! For each record the lane waits for `request.delay.sec`, applies
+//! `behavior.on.null.values`, asks the guest to `transform` it, sends the
+//! request, and asks the guest to `decide` after every attempt: accept,
+//! retry after a wait, drop, dead-letter or stop. Only a finished record
+//! (delivered, dropped, dead-lettered or skipped) moves the partition's
+//! committed position. Records finish in order, so the position is always
+//! the end of a contiguous finished prefix.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::NullValueBehavior;
+use crate::connector::{Connector, ConnectorStats};
+use crate::deadletter::DeadLetterContext;
+use crate::guest::bindings::{
+    AttemptInfo, AttemptOutcome, ErrorKind, KafkaRecord, RecordRef, RetryDecision, TimestampType,
+    TransformOutcome,
+};
+use crate::guest::{GuestError, GuestInstance, PreparedGuest};
+use crate::sink::PreparedRequest;
+
+/// A lane asks for its partition to be paused past this many queued records…
+pub const QUEUE_HIGH_WATER: usize = 1024;
+/// …and resumed once it is down to this many.
+pub const QUEUE_LOW_WATER: usize = QUEUE_HIGH_WATER / 4;
+
+/// A record read from Kafka, waiting in a lane.
+#[derive(Debug)]
+pub struct ConsumedRecord {
+    /// The record as the guest sees it.
+    pub record: KafkaRecord,
+    /// When wasmsink read it (the base of `request.delay.sec` without a timestamp).
+    pub read_at: SystemTime,
+}
+
+/// Where finished positions go (librdkafka's offset store, committed by its
+/// auto-commit, on rebalance and on close).
+pub trait OffsetSink: Send + Sync + 'static {
+    /// Records that every record of the partition before `next_offset` is finished.
+    fn store(&self, topic: &str, partition: i32, next_offset: i64);
+}
+
+/// State a lane shares with its dispatcher.
+#[derive(Debug)]
+pub struct LaneShared {
+    queued: AtomicUsize,
+    paused: AtomicBool,
+    next_offset: AtomicI64,
+}
+
+/// A lane's request to resume its paused partition.
+#[derive(Debug)]
+pub struct ResumeRequest {
+    /// Topic of the partition.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The lane that asked; a request from a lane since replaced is ignored.
+    pub lane: Arc<LaneShared>,
+}
+
+/// The dispatcher's side of a lane.
+pub struct LaneHandle {
+    sender: UnboundedSender<ConsumedRecord>,
+    shared: Arc<LaneShared>,
+    stop: CancellationToken,
+    join: JoinHandle<()>,
+}
+
+impl LaneHandle {
+    /// Starts a lane for one partition. When `predecessor` is given (the
+    /// partition's previous lane, revoked and maybe still finishing its
+    /// in-flight attempt), the new lane waits for it first, so records never
+    /// overtake each other at the callback.
+    pub fn spawn(
+        connector: Arc<Connector>,
+        offsets: Arc<dyn OffsetSink>,
+        topic: String,
+        partition: i32,
+        resume: UnboundedSender<ResumeRequest>,
+        predecessor: Option<JoinHandle<()>>,
+    ) -> Self {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let shared = Arc::new(LaneShared {
+            queued: AtomicUsize::new(0),
+            paused: AtomicBool::new(false),
+            next_offset: AtomicI64::new(-1),
+        });
+        let stop = connector.halt_token().child_token();
+        let guest = LaneGuest::new(connector.guest.clone());
+        let lane = Lane {
+            connector,
+            offsets,
+            shared: shared.clone(),
+            stop: stop.clone(),
+            resume,
+            topic,
+            partition,
+        };
+        let join = tokio::spawn(async move {
+            if let Some(previous) = predecessor {
+                let _ = previous.await;
+            }
+            lane.run(guest, receiver).await;
+        });
+        Self {
+            sender,
+            shared,
+            stop,
+            join,
+        }
+    }
+
+    /// Queues a record; true when the partition should now be paused.
+    pub fn push(&self, record: ConsumedRecord) -> bool {
+        let queued = self.shared.queued.fetch_add(1, Ordering::AcqRel) + 1;
+        if self.sender.send(record).is_err() {
+            // The lane has ended because its connector halted: the record
+            // stays uncommitted and is read again after a restart.
+            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        queued >= QUEUE_HIGH_WATER && !self.shared.paused.swap(true, Ordering::AcqRel)
+    }
+
+    /// True when `request` came from this lane.
+    pub fn asked(&self, request: &ResumeRequest) -> bool {
+        Arc::ptr_eq(&request.lane, &self.shared)
+    }
+
+    /// A view of the partition's finished position that outlives the handle.
+    pub fn position(&self) -> LanePosition {
+        LanePosition(self.shared.clone())
+    }
+
+    /// Tells the lane to stop after its in-flight attempt; returns its task.
+    pub fn retire(self) -> JoinHandle<()> {
+        self.stop.cancel();
+        self.join
+    }
+}
+
+/// A lane's finished position: the partition's next offset to commit.
+pub struct LanePosition(Arc<LaneShared>);
+
+impl LanePosition {
+    /// The next offset to commit, once a record has finished.
+    pub fn get(&self) -> Option<i64> {
+        let next = self.0.next_offset.load(Ordering::Acquire);
+        (next >= 0).then_some(next)
+    }
+}
+
+/// How one record ended.
+enum RecordOutcome {
+    /// Finished: its offset may be committed.
+    Finished,
+    /// Not finished because the lane is stopping; it is read again later.
+    Abandoned,
+    /// Not finished; the connector must fail with this reason.
+    Failed(String),
+}
+
+/// The lane task's state (its guest instance is kept apart: a wasmtime
+/// `Store` is not `Sync`).
+struct Lane {
+    connector: Arc<Connector>,
+    offsets: Arc<dyn OffsetSink>,
+    shared: Arc<LaneShared>,
+    stop: CancellationToken,
+    resume: UnboundedSender<ResumeRequest>,
+    topic: String,
+    partition: i32,
+}
+
+impl Lane {
+    async fn run(self, mut guest: LaneGuest, mut queue: UnboundedReceiver<ConsumedRecord>) {
+        loop {
+            let consumed = tokio::select! {
+                biased;
+                () = self.stop.cancelled() => break,
+                next = queue.recv() => match next {
+                    Some(consumed) => consumed,
+                    None => break,
+                },
+            };
+            self.note_dequeued();
+            match self.process(&mut guest, &consumed).await {
+                RecordOutcome::Finished => {
+                    let next = consumed.record.offset + 1;
+                    self.shared.next_offset.store(next, Ordering::Release);
+                    self.offsets.store(&self.topic, self.partition, next);
+                }
+                RecordOutcome::Abandoned => break,
+                RecordOutcome::Failed(reason) => {
+                    self.connector.fail(reason);
+                    break;
+                }
+            }
+        }
+    }
+
+    fn note_dequeued(&self) {
+        let queued = self.shared.queued.fetch_sub(1, Ordering::AcqRel) - 1;
+        if queued <= QUEUE_LOW_WATER && self.shared.paused.swap(false, Ordering::AcqRel) {
+            let _ = self.resume.send(ResumeRequest {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                lane: self.shared.clone(),
+            });
+        }
+    }
+
+    async fn process(&self, guest: &mut LaneGuest, consumed: &ConsumedRecord) -> RecordOutcome {
+        let record = &consumed.record;
+        let stats = &self.connector.stats;
+        if !self.wait_for_delay(consumed).await {
+            return RecordOutcome::Abandoned;
+        }
+        if record.value.is_none() {
+            match self.connector.config.null_values {
+                NullValueBehavior::Ignore => {
+                    tracing::warn!(connector = %self.connector.name(), topic = %record.topic, partition = record.partition,
+                        offset = record.offset, "skipping a record with a null value (behavior.on.null.values=ignore)");
+                    ConnectorStats::bump(&stats.skipped);
+                    return RecordOutcome::Finished;
+                }
+                NullValueBehavior::Fail => {
+                    return RecordOutcome::Failed(format!(
+                        "record {}/{}/{} has a null value and behavior.on.null.values=fail",
+                        record.topic, record.partition, record.offset
+                    ));
+                }
+                NullValueBehavior::Send => {}
+            }
+        }
+        let request = match guest.transform(record).await {
+            Err(error) => return RecordOutcome::Failed(self.describe(record, &error.to_string())),
+            Ok(TransformOutcome::Skip) => {
+                ConnectorStats::bump(&stats.skipped);
+                return RecordOutcome::Finished;
+            }
+            Ok(TransformOutcome::Error(error)) => {
+                let reason = format!("the guest refused the record: {}", error.message);
+                return match error.kind {
+                    ErrorKind::InvalidRecord => self.give_up(record, &reason, 0, None).await,
+                    ErrorKind::Fatal => RecordOutcome::Failed(self.describe(record, &reason)),
+                };
+            }
+            Ok(TransformOutcome::Deliver(request)) => request,
+        };
+        let prepared = match self
+            .connector
+            .sink
+            .prepare(self.connector.name(), record, request)
+        {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                return RecordOutcome::Failed(
+                    self.describe(record, &format!("the guest's request is invalid: {error}")),
+                );
+            }
+        };
+        self.deliver(guest, record, &prepared).await
+    }
+
+    /// Sends attempts until the guest accepts, gives up or stops.
+    async fn deliver(
+        &self,
+        guest: &mut LaneGuest,
+        record: &KafkaRecord,
+        request: &PreparedRequest,
+    ) -> RecordOutcome {
+        let stats = &self.connector.stats;
+        let reference = RecordRef {
+            topic: record.topic.clone(),
+            partition: record.partition,
+            offset: record.offset,
+        };
+        let started = Instant::now();
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let outcome = self.connector.sink.send(request).await;
+            let last_status = match &outcome {
+                AttemptOutcome::Response(response) => Some(response.status),
+                AttemptOutcome::Transport(_) => None,
+            };
+            let info = AttemptInfo {
+                attempt,
+                elapsed_ms: started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
+            };
+            let decision = match guest.decide(&reference, &outcome, info).await {
+                Ok(decision) => decision,
+                Err(error) => {
+                    return RecordOutcome::Failed(self.describe(record, &error.to_string()));
+                }
+            };
+            match decision {
+                RetryDecision::Accept => {
+                    ConnectorStats::bump(&stats.delivered);
+                    tracing::debug!(connector = %self.connector.name(), topic = %record.topic, partition = record.partition,
+                        offset = record.offset, attempt, status = ?last_status, "delivered");
+                    return RecordOutcome::Finished;
+                }
+                RetryDecision::RetryAfter(wait_ms) => {
+                    ConnectorStats::bump(&stats.retried);
+                    tracing::info!(connector = %self.connector.name(), topic = %record.topic, partition = record.partition,
+                        offset = record.offset, attempt, status = ?last_status, wait_ms, "will retry");
+                    if !self.sleep(Duration::from_millis(wait_ms)).await {
+                        return RecordOutcome::Abandoned;
+                    }
+                }
+                RetryDecision::Drop(reason) | RetryDecision::DeadLetter(reason) => {
+                    return self.give_up(record, &reason, attempt, last_status).await;
+                }
+                RetryDecision::Stop(reason) => {
+                    return RecordOutcome::Failed(self.describe(record, &reason));
+                }
+            }
+        }
+    }
+
+    /// Finishes a record the connector gives up on: to the dead-letter topic
+    /// if there is one (and it acknowledges), otherwise dropped and logged.
+    async fn give_up(
+        &self,
+        record: &KafkaRecord,
+        reason: &str,
+        attempts: u32,
+        last_status: Option<u16>,
+    ) -> RecordOutcome {
+        let stats = &self.connector.stats;
+        let name = self.connector.name();
+        let Some(dead_letter) = &self.connector.dead_letter else {
+            tracing::error!(connector = %name, topic = %record.topic, partition = record.partition, offset = record.offset,
+                attempts, %reason, "Dropping the message: no dead-letter topic is configured");
+            ConnectorStats::bump(&stats.dropped);
+            return RecordOutcome::Finished;
+        };
+        let context = DeadLetterContext {
+            connector: name,
+            attempts,
+            last_status,
+            reason,
+        };
+        match dead_letter.send(record, context).await {
+            Ok(()) => {
+                tracing::warn!(connector = %name, topic = %record.topic, partition = record.partition, offset = record.offset,
+                    attempts, %reason, dead_letter_topic = %dead_letter.topic(), "record sent to the dead-letter topic");
+                ConnectorStats::bump(&stats.dead_lettered);
+                RecordOutcome::Finished
+            }
+            Err(error) => {
+                RecordOutcome::Failed(self.describe(record, &format!("{reason}; then {error}")))
+            }
+        }
+    }
+
+    /// Waits until `request.delay.sec` after the record's timestamp (or after
+    /// it was read, without one); false if the lane must stop first.
+    async fn wait_for_delay(&self, consumed: &ConsumedRecord) -> bool {
+        let delay = self.connector.config.request_delay;
+        if delay.is_zero() {
+            return true;
+        }
+        let record = &consumed.record;
+        let base = match record.timestamp_type {
+            TimestampType::NotAvailable => consumed.read_at,
+            _ if record.timestamp_ms < 0 => consumed.read_at,
+            // A timestamp from a producer clock running ahead counts as "now".
+            _ => (UNIX_EPOCH + Duration::from_millis(record.timestamp_ms.unsigned_abs()))
+                .min(consumed.read_at),
+        };
+        match (base + delay).duration_since(SystemTime::now()) {
+            Ok(wait) => self.sleep(wait).await,
+            Err(_) => true,
+        }
+    }
+
+    /// Sleeps unless the lane is stopping; false when it must stop.
+    async fn sleep(&self, duration: Duration) -> bool {
+        if self.stop.is_cancelled() {
+            return false;
+        }
+        tokio::select! {
+            biased;
+            () = self.stop.cancelled() => false,
+            () = tokio::time::sleep(duration) => true,
+        }
+    }
+
+    fn describe(&self, record: &KafkaRecord, reason: &str) -> String {
+        format!(
+            "record {}/{}/{}: {reason}",
+            record.topic, record.partition, record.offset
+        )
+    }
+}
+
+/// A lane's guest instance, built on first use and rebuilt after any failed
+/// call (a trap poisons the instance).
+struct LaneGuest {
+    prepared: PreparedGuest,
+    instance: Option<GuestInstance>,
+}
+
+impl LaneGuest {
+    fn new(prepared: PreparedGuest) -> Self {
+        Self {
+            prepared,
+            instance: None,
+        }
+    }
+
+    async fn instance(&mut self) -> Result<&mut GuestInstance, GuestError> {
+        if self.instance.is_none() {
+            self.instance = Some(self.prepared.instantiate().await?);
+        }
+        Ok(self.instance.as_mut().expect("just set"))
+    }
+
+    async fn transform(&mut self, record: &KafkaRecord) -> Result<TransformOutcome, GuestError> {
+        let result = self.instance().await?.transform(record).await;
+        if result.is_err() {
+            self.instance = None;
+        }
+        result
+    }
+
+    async fn decide(
+        &mut self,
+        record: &RecordRef,
+        outcome: &AttemptOutcome,
+        info: AttemptInfo,
+    ) -> Result<RetryDecision, GuestError> {
+        let result = self.instance().await?.decide(record, outcome, info).await;
+        if result.is_err() {
+            self.instance = None;
+        }
+        result
+    }
+}

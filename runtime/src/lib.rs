@@ -1,0 +1,43 @@
+//! wasmsink: a WebAssembly-pluggable Kafka-to-HTTP sink runtime.
+//!
+//! Records flow `source` (Kafka consumer, one lane per partition) →
+//! `delivery` (the lane: delay, guest `transform`, HTTP attempts, guest
+//! `decide`, dead letters) → `sink` (the HTTP client). The `guest` module
+//! hosts the WebAssembly components; `config` reads and validates the TOML
+//! file; `runtime` starts and stops the connectors.
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod connector;
+pub mod deadletter;
+pub mod delivery;
+pub mod guest;
+pub mod kafka;
+pub mod quickstart;
+pub mod runtime;
+pub mod sink;
+pub mod source;
+
+use tokio_util::sync::CancellationToken;
+
+/// Installs rustls' ring crypto provider for the HTTP client; call once at
+/// start-up (later calls are harmless).
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Cancels `shutdown` on the first SIGTERM or SIGINT.
+pub async fn shutdown_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let which = tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    };
+    tracing::info!(
+        signal = which,
+        "shutting down: finishing in-flight attempts and committing finished offsets"
+    );
+    shutdown.cancel();
+}
