@@ -121,9 +121,11 @@ struct ConsumerOffsets(Arc<SourceConsumer>);
 
 impl OffsetSink for ConsumerOffsets {
     fn store(&self, topic: &str, partition: i32, next_offset: i64) {
-        // Fails only when the partition was revoked meanwhile: its new owner
-        // starts from the last commit, so nothing is skipped.
-        if let Err(error) = self.0.store_offset(topic, partition, next_offset) {
+        // librdkafka's rd_kafka_offset_store commits the offset given + 1, so
+        // it is handed the finished record's own offset. It fails only when
+        // the partition was revoked meanwhile: its new owner starts from the
+        // last commit, so nothing is skipped.
+        if let Err(error) = self.0.store_offset(topic, partition, next_offset - 1) {
             tracing::debug!(topic, partition, next_offset, %error, "offset not stored");
         }
     }
