@@ -1,0 +1,12 @@
+//! End-to-end tests: the real `wasmsink` binary, a real tansu broker process
+//! and real HTTP receivers, all on loopback.
+//!
+//! Every test starts its own broker, so tests run in parallel. When tansu is
+//! missing they fail (never skip) with the command that installs it.
+
+mod support;
+
+mod dead_letters;
+mod delivery;
+mod lifecycle;
+mod strategies;

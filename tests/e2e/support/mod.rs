@@ -1,0 +1,57 @@
+//! What the end-to-end tests are made of: a real broker, real receivers and
+//! the real binary.
+
+mod broker;
+mod process;
+mod receiver;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub use broker::{Broker, header_value};
+pub use process::Wasmsink;
+pub use receiver::{Received, Receiver};
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A configuration file: the broker plus connector tables written as TOML.
+pub fn config(broker: &Broker, connectors: &str) -> String {
+    format!(
+        "[kafka]\nbootstrap.servers = \"{}\"\nsession.timeout.ms = 6000\nheartbeat.interval.ms = 1000\n\n[runtime]\nshutdown.timeout.sec = 5\n\n{connectors}",
+        broker.bootstrap()
+    )
+}
+
+/// Groups requests by (topic, partition) → offsets in arrival order.
+pub fn offsets_by_partition(requests: &[Received]) -> BTreeMap<(String, i32), Vec<i64>> {
+    let mut map: BTreeMap<(String, i32), Vec<i64>> = BTreeMap::new();
+    for request in requests {
+        let (topic, partition, offset) = request.position();
+        map.entry((topic, partition)).or_default().push(offset);
+    }
+    map
+}
+
+/// How long tests wait for things that should happen within seconds.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The seed's success answer.
+pub fn no_retry() -> (u16, String) {
+    (200, r#"{"retry":false}"#.to_owned())
+}
+
+/// The seed's "please retry" answer.
+pub fn please_retry(status: u16) -> (u16, String) {
+    (
+        status,
+        r#"{"message":"Unable to process. An unhandled exception has been thrown.","retry":true}"#
+            .to_owned(),
+    )
+}

@@ -1,0 +1,97 @@
+//! The real `wasmsink` binary as a child process, with its log captured.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `wasmsink run --config FILE`; killed when dropped.
+pub struct Wasmsink {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Wasmsink {
+    /// Writes `config` into `dir` and starts `wasmsink run` on it, logging
+    /// JSON lines to `dir/wasmsink-N.log`.
+    pub fn start(dir: &Path, config: &str) -> Self {
+        let config_path = dir.join("wasmsink.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let log = (0..)
+            .map(|n| dir.join(format!("wasmsink-{n}.log")))
+            .find(|p| !p.exists())
+            .unwrap();
+        let out = File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_wasmsink"))
+            .args(["--log-format", "json", "run", "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "info,wasmsink=debug")
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn wasmsink");
+        Self { child, log }
+    }
+
+    /// Everything the process has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`; panics with the log after `timeout`.
+    pub async fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "\"{needle}\" not logged within {timeout:?}; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the connector has its partitions.
+    pub async fn wait_until_assigned(&self) {
+        self.wait_for_log("partitions assigned", Duration::from_secs(30))
+            .await;
+    }
+
+    /// SIGKILL: no chance to commit anything.
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        // SAFETY: plain kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "kill -TERM");
+        self.wait_exit(timeout)
+    }
+
+    /// Waits for the process to exit on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wasmsink did not exit within {timeout:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Wasmsink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
