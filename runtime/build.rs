@@ -11,8 +11,8 @@ use std::process::Command;
 
 const GUEST_TARGET: &str = "wasm32-wasip2";
 
-/// Guest crates built here: (package name, file name of the component).
-const GUESTS: &[(&str, &str)] = &[("wasmsink-builtin-guest", "wasmsink_builtin_guest.wasm")];
+/// Guests built here: (crate directory under runtime/, file name of the component).
+const GUESTS: &[(&str, &str)] = &[("builtin-guest", "wasmsink_builtin_guest.wasm")];
 
 fn main() {
     let manifest_dir =
@@ -41,8 +41,8 @@ fn main() {
 
     ensure_guest_target();
     let target_dir = out_dir.join("guest-target");
-    for (package, file) in GUESTS {
-        build_guest(&workspace_root, &target_dir, package);
+    for (crate_dir, file) in GUESTS {
+        build_guest(&manifest_dir.join(crate_dir), &target_dir);
         let built = target_dir.join(GUEST_TARGET).join("release").join(file);
         std::fs::copy(&built, out_dir.join(file))
             .unwrap_or_else(|e| panic!("copying {} into OUT_DIR: {e}", built.display()));
@@ -79,17 +79,17 @@ fn ensure_guest_target() {
     }
 }
 
-fn build_guest(workspace_root: &Path, target_dir: &Path, package: &str) {
+/// Builds one guest crate (its own workspace, with its own lock file).
+fn build_guest(crate_dir: &Path, target_dir: &Path) {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace_root)
+    cmd.current_dir(crate_dir)
         .args([
             "build",
             "--release",
+            "--locked",
             "--target",
             GUEST_TARGET,
-            "-p",
-            package,
             "--target-dir",
         ])
         .arg(target_dir);
@@ -104,11 +104,12 @@ fn build_guest(workspace_root: &Path, target_dir: &Path, package: &str) {
     ] {
         cmd.env_remove(var);
     }
+    let shown = crate_dir.display();
     let status = cmd
         .status()
-        .unwrap_or_else(|e| panic!("running cargo to build the guest {package}: {e}"));
+        .unwrap_or_else(|e| panic!("running cargo to build the guest in {shown}: {e}"));
     assert!(
         status.success(),
-        "building the guest {package} for {GUEST_TARGET} failed"
+        "building the guest in {shown} for {GUEST_TARGET} failed"
     );
 }

@@ -250,10 +250,9 @@ impl Source {
         if lane.push(ConsumedRecord {
             record,
             read_at: SystemTime::now(),
-        }) {
-            if let Err(error) = self.consumer.pause(&single_partition(topic, partition)) {
-                tracing::warn!(connector = %connector.name(), topic, partition, %error, "cannot pause partition");
-            }
+        }) && let Err(error) = self.consumer.pause(&single_partition(topic, partition))
+        {
+            tracing::warn!(connector = %connector.name(), topic, partition, %error, "cannot pause partition");
         }
     }
 
@@ -262,14 +261,13 @@ impl Source {
         let current = lanes
             .active
             .get(&(request.topic.clone(), request.partition));
-        if current.is_some_and(|lane| lane.asked(request)) {
-            if let Err(error) = self
+        if current.is_some_and(|lane| lane.asked(request))
+            && let Err(error) = self
                 .consumer
                 .resume(&single_partition(&request.topic, request.partition))
-            {
-                tracing::warn!(connector = %connector.name(), topic = %request.topic, partition = request.partition, %error,
+        {
+            tracing::warn!(connector = %connector.name(), topic = %request.topic, partition = request.partition, %error,
                     "cannot resume partition");
-            }
         }
     }
 

@@ -12,7 +12,9 @@ async fn records_arrive_in_order_per_partition_across_topics() {
     broker.create_topic("alpha", 3);
     broker.create_topic("beta", 3);
     let receiver = Receiver::ok().await;
-    let mut produced: BTreeMap<(String, i32), Vec<(i64, Vec<u8>)>> = BTreeMap::new();
+    // (topic, partition) → [(offset, value)] in produce order.
+    type Produced = BTreeMap<(String, i32), Vec<(i64, Vec<u8>)>>;
+    let mut produced = Produced::new();
     for seq in 0..20 {
         for topic in ["alpha", "beta"] {
             for partition in 0..3 {

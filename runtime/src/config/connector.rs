@@ -203,35 +203,37 @@ impl<'a> Reader<'a> {
                 "a connector name is 1-249 characters of letters, digits, '.', '_' and '-'",
             );
         }
-        if let Some(given) = self.take("name") {
-            if given != self.connector {
-                self.problem(
-                    "name",
-                    format!(
-                        "\"{given}\" differs from the connector's name \"{}\"",
-                        self.connector
-                    ),
-                );
-            }
+        if let Some(given) = self.take("name")
+            && given != self.connector
+        {
+            self.problem(
+                "name",
+                format!(
+                    "\"{given}\" differs from the connector's name \"{}\"",
+                    self.connector
+                ),
+            );
         }
     }
 
     fn check_connector_class(&mut self) {
-        if let Some(class) = self.take("connector.class") {
-            if class != SEED_CONNECTOR_CLASS && !CONNECTOR_CLASS_ALIASES.contains(&class) {
-                self.problem(
+        if let Some(class) = self.take("connector.class")
+            && class != SEED_CONNECTOR_CLASS
+            && !CONNECTOR_CLASS_ALIASES.contains(&class)
+        {
+            self.problem(
                     "connector.class",
                     format!("\"{class}\" is not supported; use {SEED_CONNECTOR_CLASS} or one of {CONNECTOR_CLASS_ALIASES:?}"),
                 );
-            }
         }
     }
 
     fn check_converters(&mut self) {
         for key in ["key.converter", "value.converter", "header.converter"] {
-            if let Some(converter) = self.take(key) {
-                if !BYTE_PRESERVING_CONVERTERS.contains(&converter) {
-                    self.problem(
+            if let Some(converter) = self.take(key)
+                && !BYTE_PRESERVING_CONVERTERS.contains(&converter)
+            {
+                self.problem(
                         key,
                         format!(
                             "\"{converter}\" is not supported: wasmsink hands record bytes to the guest unchanged; \
@@ -239,7 +241,6 @@ impl<'a> Reader<'a> {
                             BYTE_PRESERVING_CONVERTERS[0], BYTE_PRESERVING_CONVERTERS[1]
                         ),
                     );
-                }
             }
         }
         // Converter sub-properties (e.g. value.converter.schemas.enable) are accepted and unused.
@@ -255,10 +256,10 @@ impl<'a> Reader<'a> {
     }
 
     fn check_tasks_max(&mut self) {
-        if let Some(text) = self.take("tasks.max") {
-            if !text.parse::<u32>().is_ok_and(|n| n >= 1) {
-                self.problem("tasks.max", format!("\"{text}\" is not a positive integer"));
-            }
+        if let Some(text) = self.take("tasks.max")
+            && !text.parse::<u32>().is_ok_and(|n| n >= 1)
+        {
+            self.problem("tasks.max", format!("\"{text}\" is not a positive integer"));
         }
     }
 

@@ -284,6 +284,26 @@ mod tests {
     }
 
     #[test]
+    fn every_example_config_is_valid() {
+        let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&examples).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                if let Err(error) = load_file(&path) {
+                    panic!("{}: {error}", path.display());
+                }
+                checked += 1;
+            }
+        }
+        assert!(
+            checked > 0,
+            "no example configs found in {}",
+            examples.display()
+        );
+    }
+
+    #[test]
     fn runtime_table_sets_the_shutdown_timeout() {
         let text = format!("[runtime]\nshutdown.timeout.sec = 2.5\n{MINIMAL}");
         assert_eq!(
