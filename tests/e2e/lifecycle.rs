@@ -198,3 +198,59 @@ async fn sigterm_finishes_commits_and_exits_zero() {
         "duplicates after a clean restart: {counts:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebalance_between_two_instances_loses_nothing() {
+    const PER_PARTITION: i64 = 100;
+    let broker = Broker::start();
+    broker.create_topic("shared", 4);
+    for n in 0..PER_PARTITION {
+        for partition in 0..4 {
+            let value = format!("{partition}-{n}");
+            broker
+                .produce("shared", partition, None, Some(value.as_bytes()), &[])
+                .await;
+        }
+    }
+    let receiver = Receiver::start_holding(
+        |_| crate::support::no_retry(),
+        |_| Duration::from_millis(60),
+    )
+    .await;
+    let instance = |name: &str| {
+        let connectors = format!(
+            "[connectors.shared]\ntopics = \"shared\"\ncallback.request.url = \"{}\"\ncallback.request.headers = \"X-Instance:{name}\"\n",
+            receiver.url("/")
+        );
+        config(&broker, &connectors)
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+
+    let first = Wasmsink::start(dir_a.path(), &instance("a"));
+    receiver.wait_for(20, PATIENCE).await;
+    // A second instance joins the same consumer group: partitions move.
+    let second = Wasmsink::start(dir_b.path(), &instance("b"));
+    let deadline = std::time::Instant::now() + PATIENCE * 2;
+    loop {
+        let delivered: BTreeSet<(i32, i64)> = receiver
+            .requests()
+            .iter()
+            .map(|r| (r.position().1, r.position().2))
+            .collect();
+        if delivered.len() == 4 * PER_PARTITION as usize {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} distinct records delivered",
+            delivered.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        first.log().contains("partitions revoked"),
+        "no rebalance happened:\n{}",
+        first.log()
+    );
+    assert!(second.log().contains("partitions assigned"));
+}
