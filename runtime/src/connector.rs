@@ -4,6 +4,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ConnectorConfig;
@@ -101,18 +102,22 @@ pub struct Connector {
     pub stats: ConnectorStats,
     state: Mutex<ConnectorState>,
     halt: CancellationToken,
+    paused: watch::Sender<bool>,
 }
 
 impl Connector {
     /// A connector that halts when `shutdown` is cancelled or when it fails.
+    /// `paused` is the switch its source watches (see [`Connector::set_paused`]).
     pub fn new(
         config: ConnectorConfig,
         sink: HttpSink,
         guest: PreparedGuest,
         dead_letter: Option<DeadLetterProducer>,
         shutdown: &CancellationToken,
+        paused: watch::Sender<bool>,
     ) -> Self {
         Self {
+            paused,
             config,
             sink,
             guest,
@@ -136,6 +141,23 @@ impl Connector {
     /// Cancelled when the connector must stop starting new work.
     pub fn halt_token(&self) -> &CancellationToken {
         &self.halt
+    }
+
+    /// Pauses or resumes delivery. Paused, the connector keeps its consumer
+    /// and partitions, fetches nothing new and starts no new record; an
+    /// attempt in flight finishes and its retry waits continue.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.send_replace(paused);
+    }
+
+    /// True while paused.
+    pub fn is_paused(&self) -> bool {
+        *self.paused.borrow()
+    }
+
+    /// A receiver that sees every pause and resume.
+    pub fn pause_watch(&self) -> watch::Receiver<bool> {
+        self.paused.subscribe()
     }
 
     /// Marks the connector FAILED (the first reason wins) and halts it.

@@ -96,6 +96,7 @@ impl LaneHandle {
         let stop = connector.halt_token().child_token();
         let guest = LaneGuest::new(connector.guest.clone());
         let lane = Lane {
+            pause: connector.pause_watch(),
             connector,
             offsets,
             shared: shared.clone(),
@@ -128,6 +129,11 @@ impl LaneHandle {
             return false;
         }
         queued >= QUEUE_HIGH_WATER && !self.shared.paused.swap(true, Ordering::AcqRel)
+    }
+
+    /// True while the lane holds its partition paused for back-pressure.
+    pub fn held_back(&self) -> bool {
+        self.shared.paused.load(Ordering::Acquire)
     }
 
     /// True when `request` came from this lane.
@@ -172,6 +178,7 @@ enum RecordOutcome {
 /// `Store` is not `Sync`).
 struct Lane {
     connector: Arc<Connector>,
+    pause: tokio::sync::watch::Receiver<bool>,
     offsets: Arc<dyn OffsetSink>,
     shared: Arc<LaneShared>,
     stop: CancellationToken,
@@ -181,8 +188,11 @@ struct Lane {
 }
 
 impl Lane {
-    async fn run(self, mut guest: LaneGuest, mut queue: UnboundedReceiver<ConsumedRecord>) {
+    async fn run(mut self, mut guest: LaneGuest, mut queue: UnboundedReceiver<ConsumedRecord>) {
         loop {
+            if !self.wait_while_paused().await {
+                break;
+            }
             let consumed = tokio::select! {
                 biased;
                 () = self.stop.cancelled() => break,
@@ -204,6 +214,19 @@ impl Lane {
                     break;
                 }
             }
+        }
+    }
+
+    /// Holds the lane at a record boundary while the connector is paused;
+    /// false when the lane must stop instead.
+    async fn wait_while_paused(&mut self) -> bool {
+        if !*self.pause.borrow() {
+            return true;
+        }
+        tokio::select! {
+            biased;
+            () = self.stop.cancelled() => false,
+            resumed = self.pause.wait_for(|paused| !*paused) => resumed.is_ok(),
         }
     }
 

@@ -4,7 +4,7 @@
 //! `delivery` (the lane: delay, guest `transform`, HTTP attempts, guest
 //! `decide`, dead letters) → `sink` (the HTTP client). The `guest` module
 //! hosts the WebAssembly components; `config` reads and validates the TOML
-//! file; `runtime` starts and stops the connectors.
+//! file; `supervisor` starts, changes and stops the connectors.
 #![warn(missing_docs)]
 
 pub mod config;
@@ -14,11 +14,9 @@ pub mod delivery;
 pub mod guest;
 pub mod kafka;
 pub mod quickstart;
-pub mod runtime;
 pub mod sink;
 pub mod source;
-
-use tokio_util::sync::CancellationToken;
+pub mod supervisor;
 
 /// Installs rustls' ring crypto provider for the HTTP client; call once at
 /// start-up (later calls are harmless).
@@ -26,8 +24,8 @@ pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Cancels `shutdown` on the first SIGTERM or SIGINT.
-pub async fn shutdown_on_signal(shutdown: CancellationToken) {
+/// Returns on the first SIGTERM or SIGINT.
+pub async fn wait_for_shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
@@ -39,5 +37,4 @@ pub async fn shutdown_on_signal(shutdown: CancellationToken) {
         signal = which,
         "shutting down: finishing in-flight attempts and committing finished offsets"
     );
-    shutdown.cancel();
 }

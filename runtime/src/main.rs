@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 use wasmsink::guest::GuestEngine;
-use wasmsink::runtime::Runtime;
+use wasmsink::supervisor::Supervisor;
 
 /// A WebAssembly-pluggable Kafka-to-HTTP sink.
 #[derive(Debug, Parser)]
@@ -99,17 +99,52 @@ async fn run(path: PathBuf) -> ExitCode {
         }
     };
     let shutdown = CancellationToken::new();
-    let runtime = match Runtime::start(&config, &engine, &shutdown).await {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::from(2);
+    let supervisor = Supervisor::new(
+        engine,
+        config.kafka.clone(),
+        config.runtime.clone(),
+        shutdown.clone(),
+    );
+    if let Err(problems) = supervisor.start_all(config.connectors).await {
+        eprintln!("cannot start:");
+        for problem in problems {
+            eprintln!("  - {problem}");
         }
-    };
-    tokio::spawn(wasmsink::shutdown_on_signal(shutdown));
-    runtime.wait().await;
+        return ExitCode::from(2);
+    }
+    tokio::spawn(reload_on_sighup(path, config.kafka, supervisor.clone()));
+    wasmsink::wait_for_shutdown_signal().await;
+    supervisor.shutdown().await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// On SIGHUP, re-reads the file and applies connector changes live.
+async fn reload_on_sighup(
+    path: PathBuf,
+    kafka: std::collections::BTreeMap<String, String>,
+    supervisor: Supervisor,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    while hangup.recv().await.is_some() {
+        let config = match wasmsink::config::load_file(&path) {
+            Ok(config) => config,
+            Err(error) => {
+                tracing::error!("reload refused, nothing changed: {error}");
+                continue;
+            }
+        };
+        if config.kafka != kafka {
+            tracing::warn!("[kafka] changed: it takes effect after a restart of the process");
+        }
+        for outcome in supervisor.apply(config.connectors).await {
+            match outcome {
+                Ok(done) => tracing::info!("reload: {done}"),
+                Err(error) => tracing::error!("reload: {error}"),
+            }
+        }
+    }
 }
 
 fn init_logging(format: LogFormat) {

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConnectorConfig, RuntimeConfig};
 use crate::guest::GuestEngine;
-use crate::runtime::Runtime;
+use crate::supervisor::Supervisor;
 
 const TOPIC: &str = "quickstart";
 const PARTITIONS: i32 = 3;
@@ -83,16 +83,32 @@ pub async fn run(records: u32) -> anyhow::Result<()> {
     };
 
     let engine = GuestEngine::new()?;
-    let shutdown = CancellationToken::new();
-    let runtime = Runtime::start(&config, &engine, &shutdown).await?;
-    let connector = runtime.connectors().next().expect("one connector").clone();
+    let supervisor = Supervisor::new(
+        engine,
+        config.kafka,
+        config.runtime,
+        CancellationToken::new(),
+    );
+    if let Err(problems) = supervisor.start_all(config.connectors).await {
+        anyhow::bail!(
+            "{}",
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    let connector = supervisor
+        .connector("quickstart")
+        .await
+        .expect("started above");
 
     let deadline = Instant::now() + Duration::from_secs(60);
     while connector.stats.snapshot().finished() < u64::from(records) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    shutdown.cancel();
-    runtime.wait().await;
+    supervisor.shutdown().await;
     receiver_stop.cancel();
 
     let tally = connector.stats.snapshot();

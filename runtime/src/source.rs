@@ -64,6 +64,7 @@ struct LaneRegistry {
 pub struct SourceContext {
     log: LogContext,
     lanes: Arc<Mutex<LaneRegistry>>,
+    paused: tokio::sync::watch::Receiver<bool>,
 }
 
 impl ClientContext for SourceContext {
@@ -107,9 +108,15 @@ impl ConsumerContext for SourceContext {
         rebalance: &Rebalance<'_>,
     ) {
         if let Rebalance::Assign(partitions) = rebalance {
-            // A partition paused before a rebalance must not stay paused.
-            if let Err(error) = consumer.resume(partitions) {
-                tracing::debug!(connector = %self.log.owner(), %error, "resume after assignment");
+            // New partitions follow the connector's pause switch; a partition
+            // paused for back-pressure before a rebalance must not stay paused.
+            let result = if *self.paused.borrow() {
+                consumer.pause(partitions)
+            } else {
+                consumer.resume(partitions)
+            };
+            if let Err(error) = result {
+                tracing::debug!(connector = %self.log.owner(), %error, "pause/resume after assignment");
             }
             tracing::info!(connector = %self.log.owner(), count = partitions.count(), "partitions assigned");
         }
@@ -144,6 +151,7 @@ impl Source {
     pub fn new(
         connector: &crate::config::ConnectorConfig,
         kafka: &std::collections::BTreeMap<String, String>,
+        paused: tokio::sync::watch::Receiver<bool>,
     ) -> Result<Self, SourceError> {
         let lanes = Arc::new(Mutex::new(LaneRegistry::default()));
         let client_id = format!("wasmsink-{}", connector.name);
@@ -158,6 +166,7 @@ impl Source {
         let context = SourceContext {
             log: LogContext::new(connector.name.clone()),
             lanes: lanes.clone(),
+            paused,
         };
         let consumer = client_config(kafka, &defaults, &connector.consumer_overrides, &forced)
             .create_with_context(context)
@@ -204,10 +213,15 @@ impl Source {
     ) {
         let offsets: Arc<dyn OffsetSink> = Arc::new(ConsumerOffsets(self.consumer.clone()));
         let halt = connector.halt_token().clone();
+        let mut paused = connector.pause_watch();
         loop {
             tokio::select! {
                 biased;
                 () = halt.cancelled() => break,
+                Ok(()) = paused.changed() => {
+                    let paused = *paused.borrow_and_update();
+                    self.apply_pause(connector, paused);
+                }
                 Some(request) = resume_rx.recv() => self.resume(connector, &request),
                 received = self.consumer.recv() => match received {
                     Ok(message) => self.hand_to_lane(connector, &offsets, &resume_tx, &message),
@@ -256,7 +270,44 @@ impl Source {
         }
     }
 
+    /// Pauses every assigned partition, or resumes those whose lanes are not
+    /// holding them back for back-pressure.
+    fn apply_pause(&self, connector: &Connector, paused: bool) {
+        let assignment = match self.consumer.assignment() {
+            Ok(assignment) => assignment,
+            Err(error) => {
+                tracing::warn!(connector = %connector.name(), %error, "cannot read the assignment");
+                return;
+            }
+        };
+        let result = if paused {
+            self.consumer.pause(&assignment)
+        } else {
+            let lanes = self.lanes.lock().expect("lane registry");
+            let mut ready = TopicPartitionList::new();
+            for element in assignment.elements() {
+                let key = (element.topic().to_owned(), element.partition());
+                if !lanes.active.get(&key).is_some_and(LaneHandle::held_back) {
+                    ready.add_partition(element.topic(), element.partition());
+                }
+            }
+            self.consumer.resume(&ready)
+        };
+        match result {
+            Ok(()) => {
+                tracing::info!(connector = %connector.name(), paused, "connector {}", if paused { "paused" } else { "resumed" })
+            }
+            Err(error) => {
+                tracing::warn!(connector = %connector.name(), %error, "cannot pause or resume partitions")
+            }
+        }
+    }
+
     fn resume(&self, connector: &Connector, request: &ResumeRequest) {
+        if connector.is_paused() {
+            // Resumed with the connector; see apply_pause.
+            return;
+        }
         let lanes = self.lanes.lock().expect("lane registry");
         let current = lanes
             .active

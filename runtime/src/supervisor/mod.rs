@@ -1,0 +1,543 @@
+//! The supervisor: runs connectors and changes them live.
+//!
+//! Each connector has a slot holding its configuration, the state an
+//! operator asked for (running, paused or stopped) and, while it runs or is
+//! paused, a live instance: a consumer with its lanes. Changes take effect at
+//! once and touch only the connector concerned:
+//!
+//! * **create** builds everything that can be checked (HTTP client, guest and
+//!   its `init`, Kafka clients) before the first record is consumed;
+//! * **update** replaces the instance: the old one drains (in-flight
+//!   attempts finish within the grace period, finished offsets are
+//!   committed), then the new one starts from those offsets;
+//! * **pause** keeps the consumer and its partitions and stops at the next
+//!   record boundary; **resume** continues from there;
+//! * **stop** drains and closes the consumer (offsets may then be changed);
+//! * **restart** drains and starts again: a FAILED connector retries the
+//!   record it stopped on, because that record was never committed;
+//! * **delete** drains and forgets the connector.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ConnectorConfig, RuntimeConfig};
+use crate::connector::{Connector, ConnectorState, StatsSnapshot};
+use crate::deadletter::DeadLetterProducer;
+use crate::guest::{GuestEngine, GuestLimits};
+use crate::sink::HttpSink;
+use crate::source::Source;
+
+/// The state an operator asked a connector to be in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TargetState {
+    /// Consuming and delivering.
+    #[default]
+    Running,
+    /// Holding its partitions without delivering.
+    Paused,
+    /// No consumer at all.
+    Stopped,
+}
+
+/// A connector's state as Kafka Connect reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectorPhase {
+    /// Delivering.
+    Running,
+    /// Paused by an operator.
+    Paused,
+    /// Stopped by an operator.
+    Stopped,
+    /// Stopped by a failure.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl ConnectorPhase {
+    /// `RUNNING`, `PAUSED`, `STOPPED` or `FAILED`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Running => "RUNNING",
+            Self::Paused => "PAUSED",
+            Self::Stopped => "STOPPED",
+            Self::Failed { .. } => "FAILED",
+        }
+    }
+}
+
+/// A connector's configuration, state and counters.
+#[derive(Debug, Clone)]
+pub struct ConnectorStatus {
+    /// The configuration in force.
+    pub config: ConnectorConfig,
+    /// Where it is.
+    pub phase: ConnectorPhase,
+    /// What the current instance did (zero when stopped).
+    pub stats: StatsSnapshot,
+}
+
+/// Why a supervisor operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SupervisorError {
+    /// No connector has that name.
+    #[error("connector {0} not found")]
+    NotFound(String),
+    /// A connector with that name exists already.
+    #[error("connector {0} already exists")]
+    AlreadyExists(String),
+    /// The connector could not be started (guest, HTTP client or Kafka client).
+    #[error("connector \"{name}\" cannot start: {reason}")]
+    Start {
+        /// The connector.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// The process is shutting down.
+    #[error("the process is shutting down")]
+    ShuttingDown,
+}
+
+/// A live instance of a connector.
+struct Instance {
+    connector: Arc<Connector>,
+    join: JoinHandle<()>,
+}
+
+/// Everything the supervisor knows about one connector.
+struct Slot {
+    config: ConnectorConfig,
+    target: TargetState,
+    instance: Option<Instance>,
+}
+
+/// Runs and changes connectors.
+#[derive(Clone)]
+pub struct Supervisor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: GuestEngine,
+    kafka: BTreeMap<String, String>,
+    runtime: RuntimeConfig,
+    shutdown: CancellationToken,
+    slots: Mutex<BTreeMap<String, Slot>>,
+}
+
+impl Supervisor {
+    /// A supervisor whose connectors use the `[kafka]` properties `kafka`
+    /// and halt when `shutdown` is cancelled.
+    pub fn new(
+        engine: GuestEngine,
+        kafka: BTreeMap<String, String>,
+        runtime: RuntimeConfig,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let inner = Inner {
+            engine,
+            kafka,
+            runtime,
+            shutdown,
+            slots: Mutex::new(BTreeMap::new()),
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Starts several connectors, all or none: every one is built (and its
+    /// problems collected) before any of them consumes a record.
+    pub async fn start_all(
+        &self,
+        configs: Vec<ConnectorConfig>,
+    ) -> Result<(), Vec<SupervisorError>> {
+        let mut slots = self.inner.slots.lock().await;
+        let mut built = Vec::new();
+        let mut problems = Vec::new();
+        for config in configs {
+            if slots.contains_key(&config.name) {
+                problems.push(SupervisorError::AlreadyExists(config.name.clone()));
+                continue;
+            }
+            match self.inner.build(&config).await {
+                Ok(ready) => built.push((config, ready)),
+                Err(error) => problems.push(error),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        for (config, ready) in built {
+            let instance = self.inner.launch(ready, false);
+            slots.insert(
+                config.name.clone(),
+                Slot {
+                    config,
+                    target: TargetState::Running,
+                    instance: Some(instance),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Creates a connector in the `target` state.
+    pub async fn create(
+        &self,
+        config: ConnectorConfig,
+        target: TargetState,
+    ) -> Result<(), SupervisorError> {
+        let mut slots = self.inner.slots.lock().await;
+        if slots.contains_key(&config.name) {
+            return Err(SupervisorError::AlreadyExists(config.name));
+        }
+        let instance = self.inner.instance_for(&config, target).await?;
+        slots.insert(
+            config.name.clone(),
+            Slot {
+                config,
+                target,
+                instance,
+            },
+        );
+        Ok(())
+    }
+
+    /// Replaces a connector's configuration (creating it when absent; the
+    /// result says whether it was created). Only that connector restarts; its
+    /// target state is kept.
+    pub async fn put(&self, config: ConnectorConfig) -> Result<bool, SupervisorError> {
+        let mut slots = self.inner.slots.lock().await;
+        let Some(slot) = slots.get_mut(&config.name) else {
+            let instance = self
+                .inner
+                .instance_for(&config, TargetState::Running)
+                .await?;
+            slots.insert(
+                config.name.clone(),
+                Slot {
+                    config,
+                    target: TargetState::Running,
+                    instance,
+                },
+            );
+            return Ok(true);
+        };
+        // Build the new instance's parts first: a bad config leaves the old one running.
+        let ready = match slot.target {
+            TargetState::Stopped => None,
+            _ => Some(self.inner.build(&config).await?),
+        };
+        self.inner.retire(slot.instance.take()).await;
+        slot.instance =
+            ready.map(|ready| self.inner.launch(ready, slot.target == TargetState::Paused));
+        slot.config = config;
+        Ok(false)
+    }
+
+    /// Deletes a connector after draining it.
+    pub async fn delete(&self, name: &str) -> Result<(), SupervisorError> {
+        let mut slots = self.inner.slots.lock().await;
+        let slot = slots
+            .remove(name)
+            .ok_or_else(|| SupervisorError::NotFound(name.to_owned()))?;
+        self.inner.retire(slot.instance).await;
+        Ok(())
+    }
+
+    /// Pauses a connector at its next record boundary, keeping its partitions.
+    pub async fn pause(&self, name: &str) -> Result<(), SupervisorError> {
+        self.with_slot(name, |slot| {
+            if slot.target == TargetState::Running {
+                slot.target = TargetState::Paused;
+                if let Some(instance) = &slot.instance {
+                    instance.connector.set_paused(true);
+                }
+            }
+        })
+        .await
+    }
+
+    /// Resumes a paused or stopped connector from where it was.
+    pub async fn resume(&self, name: &str) -> Result<(), SupervisorError> {
+        let mut slots = self.inner.slots.lock().await;
+        let slot = slots
+            .get_mut(name)
+            .ok_or_else(|| SupervisorError::NotFound(name.to_owned()))?;
+        match slot.target {
+            TargetState::Running => {}
+            TargetState::Paused => {
+                slot.target = TargetState::Running;
+                if let Some(instance) = &slot.instance {
+                    instance.connector.set_paused(false);
+                }
+            }
+            TargetState::Stopped => {
+                slot.instance = self
+                    .inner
+                    .instance_for(&slot.config, TargetState::Running)
+                    .await?;
+                slot.target = TargetState::Running;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops a connector: it drains, commits and closes its consumer.
+    pub async fn stop(&self, name: &str) -> Result<(), SupervisorError> {
+        let mut slots = self.inner.slots.lock().await;
+        let slot = slots
+            .get_mut(name)
+            .ok_or_else(|| SupervisorError::NotFound(name.to_owned()))?;
+        slot.target = TargetState::Stopped;
+        self.inner.retire(slot.instance.take()).await;
+        Ok(())
+    }
+
+    /// Restarts a connector's instance (unless it is stopped). With
+    /// `only_failed`, a connector that has not failed is left alone.
+    pub async fn restart(&self, name: &str, only_failed: bool) -> Result<(), SupervisorError> {
+        let mut slots = self.inner.slots.lock().await;
+        let slot = slots
+            .get_mut(name)
+            .ok_or_else(|| SupervisorError::NotFound(name.to_owned()))?;
+        let failed = slot
+            .instance
+            .as_ref()
+            .is_some_and(|i| matches!(i.connector.state(), ConnectorState::Failed { .. }));
+        if slot.target == TargetState::Stopped || (only_failed && !failed) {
+            return Ok(());
+        }
+        let ready = self.inner.build(&slot.config).await?;
+        self.inner.retire(slot.instance.take()).await;
+        slot.instance = Some(self.inner.launch(ready, slot.target == TargetState::Paused));
+        Ok(())
+    }
+
+    /// Makes the running set match `configs` (a reloaded file): creates new
+    /// connectors, replaces changed ones, deletes missing ones, and leaves
+    /// unchanged ones alone. Returns what each change did or why it failed.
+    pub async fn apply(
+        &self,
+        configs: Vec<ConnectorConfig>,
+    ) -> Vec<Result<String, SupervisorError>> {
+        let wanted: std::collections::BTreeSet<String> =
+            configs.iter().map(|c| c.name.clone()).collect();
+        let mut outcomes = Vec::new();
+        for name in self
+            .names()
+            .await
+            .into_iter()
+            .filter(|n| !wanted.contains(n))
+        {
+            outcomes.push(self.delete(&name).await.map(|()| format!("deleted {name}")));
+        }
+        for config in configs {
+            let name = config.name.clone();
+            let unchanged = self
+                .inner
+                .slots
+                .lock()
+                .await
+                .get(&name)
+                .is_some_and(|slot| slot.config == config);
+            if !unchanged {
+                outcomes.push(self.put(config).await.map(|created| {
+                    format!("{} {name}", if created { "created" } else { "updated" })
+                }));
+            }
+        }
+        outcomes
+    }
+
+    /// Names of all connectors, sorted.
+    pub async fn names(&self) -> Vec<String> {
+        self.inner.slots.lock().await.keys().cloned().collect()
+    }
+
+    /// A connector's configuration, state and counters.
+    pub async fn status(&self, name: &str) -> Result<ConnectorStatus, SupervisorError> {
+        let slots = self.inner.slots.lock().await;
+        let slot = slots
+            .get(name)
+            .ok_or_else(|| SupervisorError::NotFound(name.to_owned()))?;
+        Ok(status_of(slot))
+    }
+
+    /// Every connector's status, by name.
+    pub async fn statuses(&self) -> Vec<ConnectorStatus> {
+        self.inner
+            .slots
+            .lock()
+            .await
+            .values()
+            .map(status_of)
+            .collect()
+    }
+
+    /// The live connector object, for counters and tests.
+    pub async fn connector(&self, name: &str) -> Option<Arc<Connector>> {
+        let slots = self.inner.slots.lock().await;
+        slots
+            .get(name)
+            .and_then(|slot| slot.instance.as_ref())
+            .map(|i| i.connector.clone())
+    }
+
+    /// Halts every connector (the shutdown token must be cancelled first or
+    /// they are halted here) and waits until all have drained and committed.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        let mut slots = self.inner.slots.lock().await;
+        for slot in slots.values_mut() {
+            self.inner.retire(slot.instance.take()).await;
+        }
+    }
+
+    async fn with_slot(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut Slot),
+    ) -> Result<(), SupervisorError> {
+        let mut slots = self.inner.slots.lock().await;
+        let slot = slots
+            .get_mut(name)
+            .ok_or_else(|| SupervisorError::NotFound(name.to_owned()))?;
+        change(slot);
+        Ok(())
+    }
+}
+
+fn status_of(slot: &Slot) -> ConnectorStatus {
+    let (phase, stats) = match (&slot.instance, slot.target) {
+        (_, TargetState::Stopped) | (None, _) => {
+            (ConnectorPhase::Stopped, StatsSnapshot::default())
+        }
+        (Some(instance), target) => {
+            let phase = match instance.connector.state() {
+                ConnectorState::Failed { reason } => ConnectorPhase::Failed { reason },
+                _ if target == TargetState::Paused => ConnectorPhase::Paused,
+                _ => ConnectorPhase::Running,
+            };
+            (phase, instance.connector.stats.snapshot())
+        }
+    };
+    ConnectorStatus {
+        config: slot.config.clone(),
+        phase,
+        stats,
+    }
+}
+
+/// A connector built and checked, not yet consuming.
+struct Ready {
+    connector: Arc<Connector>,
+    source: Source,
+}
+
+impl Inner {
+    async fn instance_for(
+        &self,
+        config: &ConnectorConfig,
+        target: TargetState,
+    ) -> Result<Option<Instance>, SupervisorError> {
+        if target == TargetState::Stopped {
+            return Ok(None);
+        }
+        let ready = self.build(config).await?;
+        Ok(Some(self.launch(ready, target == TargetState::Paused)))
+    }
+
+    /// Builds everything that can be checked before consuming: the HTTP
+    /// client, the guest (with a dry-run `init`) and the Kafka clients.
+    async fn build(&self, config: &ConnectorConfig) -> Result<Ready, SupervisorError> {
+        if self.shutdown.is_cancelled() {
+            return Err(SupervisorError::ShuttingDown);
+        }
+        let fail = |reason: String| SupervisorError::Start {
+            name: config.name.clone(),
+            reason,
+        };
+        warn_about(config);
+        let sink = HttpSink::new(&config.callback).map_err(|e| fail(e.to_string()))?;
+        let init_config = config
+            .strategy
+            .to_pairs()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        let guest = self
+            .engine
+            .prepare_builtin(&config.name, init_config, GuestLimits::default())
+            .map_err(|e| fail(e.to_string()))?;
+        guest.instantiate().await.map_err(|e| fail(e.to_string()))?;
+        let dead_letter = config
+            .dead_letter
+            .as_ref()
+            .map(|dlq| {
+                DeadLetterProducer::new(&config.name, dlq, &self.kafka, &config.producer_overrides)
+            })
+            .transpose()
+            .map_err(|e| fail(e.to_string()))?;
+        let (paused_tx, paused_rx) = tokio::sync::watch::channel(false);
+        let source =
+            Source::new(config, &self.kafka, paused_rx).map_err(|e| fail(e.to_string()))?;
+        let connector = Arc::new(Connector::new(
+            config.clone(),
+            sink,
+            guest,
+            dead_letter,
+            &self.shutdown,
+            paused_tx,
+        ));
+        Ok(Ready { connector, source })
+    }
+
+    fn launch(&self, ready: Ready, paused: bool) -> Instance {
+        let Ready { connector, source } = ready;
+        connector.set_paused(paused);
+        let grace = self.runtime.shutdown_timeout;
+        let task_connector = connector.clone();
+        let join = tokio::spawn(async move {
+            if let Err(error) = source.run(task_connector.clone(), grace).await {
+                task_connector.fail(error.to_string());
+            }
+        });
+        Instance { connector, join }
+    }
+
+    /// Halts an instance and waits until it has drained and committed.
+    async fn retire(&self, instance: Option<Instance>) {
+        let Some(Instance { connector, join }) = instance else {
+            return;
+        };
+        connector.halt_token().cancel();
+        if let Err(error) = join.await {
+            tracing::error!(connector = %connector.name(), %error, "connector task ended abnormally");
+        }
+    }
+}
+
+fn warn_about(connector: &ConnectorConfig) {
+    let has_content_type = connector
+        .callback
+        .headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+    if !has_content_type {
+        tracing::warn!(connector = %connector.name, "callback.request.headers sets no Content-Type: requests are sent without one");
+    }
+    for key in &connector.no_effect_keys {
+        tracing::warn!(connector = %connector.name, key = %key, "accepted for Kafka Connect compatibility; it has no effect in wasmsink");
+    }
+}
+
+#[cfg(test)]
+mod tests;
