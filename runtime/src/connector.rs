@@ -1,16 +1,24 @@
 //! A running connector's shared parts: its configuration, HTTP sink, guest,
 //! dead-letter producer, counters and state.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ConnectorConfig;
 use crate::deadletter::DeadLetterProducer;
-use crate::guest::PreparedGuest;
+use crate::guest::GuestPlan;
 use crate::sink::HttpSink;
+
+/// Guest call failures within [`CRASH_LOOP_WINDOW`] that stop a connector
+/// whatever `guest.errors` says.
+pub const CRASH_LOOP_FAILURES: usize = 5;
+/// The window of [`CRASH_LOOP_FAILURES`].
+pub const CRASH_LOOP_WINDOW: Duration = Duration::from_secs(60);
 
 /// Where a connector is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +50,8 @@ pub struct ConnectorStats {
     pub dead_lettered: AtomicU64,
     /// Records finished without a request (null values ignored, guest skips).
     pub skipped: AtomicU64,
+    /// HTTP attempts by status class, and their latency.
+    pub attempts: crate::metrics::AttemptStats,
 }
 
 /// A point-in-time copy of [`ConnectorStats`].
@@ -94,8 +104,8 @@ pub struct Connector {
     pub config: ConnectorConfig,
     /// The HTTP callback.
     pub sink: HttpSink,
-    /// The guest, pre-instantiated.
-    pub guest: PreparedGuest,
+    /// The guests serving `transform` and `decide`, pre-instantiated.
+    pub guests: GuestPlan,
     /// The dead-letter producer, when a topic is configured.
     pub dead_letter: Option<DeadLetterProducer>,
     /// What the connector did so far.
@@ -103,6 +113,7 @@ pub struct Connector {
     state: Mutex<ConnectorState>,
     halt: CancellationToken,
     paused: watch::Sender<bool>,
+    guest_failures: Mutex<VecDeque<Instant>>,
 }
 
 impl Connector {
@@ -111,7 +122,7 @@ impl Connector {
     pub fn new(
         config: ConnectorConfig,
         sink: HttpSink,
-        guest: PreparedGuest,
+        guests: GuestPlan,
         dead_letter: Option<DeadLetterProducer>,
         shutdown: &CancellationToken,
         paused: watch::Sender<bool>,
@@ -120,10 +131,11 @@ impl Connector {
             paused,
             config,
             sink,
-            guest,
+            guests,
             dead_letter,
             stats: ConnectorStats::default(),
             state: Mutex::new(ConnectorState::Running),
+            guest_failures: Mutex::new(VecDeque::new()),
             halt: shutdown.child_token(),
         }
     }
@@ -158,6 +170,23 @@ impl Connector {
     /// A receiver that sees every pause and resume.
     pub fn pause_watch(&self) -> watch::Receiver<bool> {
         self.paused.subscribe()
+    }
+
+    /// Counts a guest call failure; `true` when there have been
+    /// [`CRASH_LOOP_FAILURES`] within [`CRASH_LOOP_WINDOW`], i.e. the guest
+    /// is crash-looping and the connector must stop.
+    pub fn note_guest_failure(&self) -> bool {
+        ConnectorStats::bump(&self.stats.attempts.guest_failures);
+        let now = Instant::now();
+        let mut failures = self.guest_failures.lock().expect("guest failure lock");
+        failures.push_back(now);
+        while failures
+            .front()
+            .is_some_and(|at| now.duration_since(*at) > CRASH_LOOP_WINDOW)
+        {
+            failures.pop_front();
+        }
+        failures.len() >= CRASH_LOOP_FAILURES
     }
 
     /// Marks the connector FAILED (the first reason wins) and halts it.

@@ -16,14 +16,16 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::GuestErrorPolicy;
 use crate::config::NullValueBehavior;
+use crate::connector::{CRASH_LOOP_FAILURES, CRASH_LOOP_WINDOW};
 use crate::connector::{Connector, ConnectorStats};
 use crate::deadletter::DeadLetterContext;
 use crate::guest::bindings::{
     AttemptInfo, AttemptOutcome, ErrorKind, KafkaRecord, RecordRef, RetryDecision, TimestampType,
     TransformOutcome,
 };
-use crate::guest::{GuestError, GuestInstance, PreparedGuest};
+use crate::guest::{GuestError, LaneGuests};
 use crate::sink::PreparedRequest;
 
 /// A lane asks for its partition to be paused past this many queued records…
@@ -94,7 +96,7 @@ impl LaneHandle {
             next_offset: AtomicI64::new(-1),
         });
         let stop = connector.halt_token().child_token();
-        let guest = LaneGuest::new(connector.guest.clone());
+        let guest = connector.guests.lane();
         let lane = Lane {
             pause: connector.pause_watch(),
             connector,
@@ -188,7 +190,7 @@ struct Lane {
 }
 
 impl Lane {
-    async fn run(mut self, mut guest: LaneGuest, mut queue: UnboundedReceiver<ConsumedRecord>) {
+    async fn run(mut self, mut guest: LaneGuests, mut queue: UnboundedReceiver<ConsumedRecord>) {
         loop {
             if !self.wait_while_paused().await {
                 break;
@@ -241,7 +243,7 @@ impl Lane {
         }
     }
 
-    async fn process(&self, guest: &mut LaneGuest, consumed: &ConsumedRecord) -> RecordOutcome {
+    async fn process(&self, guest: &mut LaneGuests, consumed: &ConsumedRecord) -> RecordOutcome {
         let record = &consumed.record;
         let stats = &self.connector.stats;
         if !self.wait_for_delay(consumed).await {
@@ -264,8 +266,15 @@ impl Lane {
                 NullValueBehavior::Send => {}
             }
         }
-        let request = match guest.transform(record).await {
-            Err(error) => return RecordOutcome::Failed(self.describe(record, &error.to_string())),
+        let transformed = match guest.transform(record).await {
+            Err(error) if error.is_call_failure() => {
+                self.note_retrying(record, &error);
+                guest.transform(record).await
+            }
+            other => other,
+        };
+        let request = match transformed {
+            Err(error) => return self.guest_failed(record, error, 0, None).await,
             Ok(TransformOutcome::Skip) => {
                 ConnectorStats::bump(&stats.skipped);
                 return RecordOutcome::Finished;
@@ -297,7 +306,7 @@ impl Lane {
     /// Sends attempts until the guest accepts, gives up or stops.
     async fn deliver(
         &self,
-        guest: &mut LaneGuest,
+        guest: &mut LaneGuests,
         record: &KafkaRecord,
         request: &PreparedRequest,
     ) -> RecordOutcome {
@@ -311,20 +320,27 @@ impl Lane {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
+            let sent = Instant::now();
             let outcome = self.connector.sink.send(request).await;
             let last_status = match &outcome {
                 AttemptOutcome::Response(response) => Some(response.status),
                 AttemptOutcome::Transport(_) => None,
             };
+            stats.attempts.record(last_status, sent.elapsed());
             let info = AttemptInfo {
                 attempt,
                 elapsed_ms: started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
             };
-            let decision = match guest.decide(&reference, &outcome, info).await {
-                Ok(decision) => decision,
-                Err(error) => {
-                    return RecordOutcome::Failed(self.describe(record, &error.to_string()));
+            let decided = match guest.decide(&reference, &outcome, info).await {
+                Err(error) if error.is_call_failure() => {
+                    self.note_retrying(record, &error);
+                    guest.decide(&reference, &outcome, info).await
                 }
+                other => other,
+            };
+            let decision = match decided {
+                Ok(decision) => decision,
+                Err(error) => return self.guest_failed(record, error, attempt, last_status).await,
             };
             match decision {
                 RetryDecision::Accept => {
@@ -387,6 +403,44 @@ impl Lane {
         }
     }
 
+    /// Logs a failed guest call that is about to be tried once more on a
+    /// fresh instance, and counts it towards the crash-loop breaker.
+    fn note_retrying(&self, record: &KafkaRecord, error: &GuestError) {
+        tracing::warn!(connector = %self.connector.name(), topic = %record.topic, partition = record.partition,
+            offset = record.offset, %error, "guest call failed; trying once more on a fresh instance");
+        self.connector.note_guest_failure();
+    }
+
+    /// A guest call failed twice (or could not be made): the connector's
+    /// `guest.errors` policy decides, unless the guest is crash-looping.
+    async fn guest_failed(
+        &self,
+        record: &KafkaRecord,
+        error: GuestError,
+        attempts: u32,
+        last_status: Option<u16>,
+    ) -> RecordOutcome {
+        if !error.is_call_failure() {
+            return RecordOutcome::Failed(self.describe(record, &error.to_string()));
+        }
+        if self.connector.note_guest_failure() {
+            let reason = format!(
+                "the guest failed {CRASH_LOOP_FAILURES} times within {}s, last: {error}",
+                CRASH_LOOP_WINDOW.as_secs()
+            );
+            return RecordOutcome::Failed(self.describe(record, &reason));
+        }
+        match self.connector.config.guest.errors {
+            GuestErrorPolicy::Stop => {
+                RecordOutcome::Failed(self.describe(record, &error.to_string()))
+            }
+            GuestErrorPolicy::DeadLetter | GuestErrorPolicy::Drop => {
+                self.give_up(record, &error.to_string(), attempts, last_status)
+                    .await
+            }
+        }
+    }
+
     /// Waits until `request.delay.sec` after the record's timestamp (or after
     /// it was read, without one); false if the lane must stop first.
     async fn wait_for_delay(&self, consumed: &ConsumedRecord) -> bool {
@@ -425,49 +479,5 @@ impl Lane {
             "record {}/{}/{}: {reason}",
             record.topic, record.partition, record.offset
         )
-    }
-}
-
-/// A lane's guest instance, built on first use and rebuilt after any failed
-/// call (a trap poisons the instance).
-struct LaneGuest {
-    prepared: PreparedGuest,
-    instance: Option<GuestInstance>,
-}
-
-impl LaneGuest {
-    fn new(prepared: PreparedGuest) -> Self {
-        Self {
-            prepared,
-            instance: None,
-        }
-    }
-
-    async fn instance(&mut self) -> Result<&mut GuestInstance, GuestError> {
-        if self.instance.is_none() {
-            self.instance = Some(self.prepared.instantiate().await?);
-        }
-        Ok(self.instance.as_mut().expect("just set"))
-    }
-
-    async fn transform(&mut self, record: &KafkaRecord) -> Result<TransformOutcome, GuestError> {
-        let result = self.instance().await?.transform(record).await;
-        if result.is_err() {
-            self.instance = None;
-        }
-        result
-    }
-
-    async fn decide(
-        &mut self,
-        record: &RecordRef,
-        outcome: &AttemptOutcome,
-        info: AttemptInfo,
-    ) -> Result<RetryDecision, GuestError> {
-        let result = self.instance().await?.decide(record, outcome, info).await;
-        if result.is_err() {
-            self.instance = None;
-        }
-        result
     }
 }

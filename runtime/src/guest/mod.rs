@@ -11,17 +11,25 @@
 //!   store, so the lane drops the instance and builds a fresh one.
 
 pub mod bindings;
+mod cache;
+mod clock;
+mod output;
+mod plan;
 mod state;
+pub mod tool;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
-use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline};
+use wasmtime::{Config, Engine, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 
 use bindings::{
     AttemptInfo, AttemptOutcome, KafkaRecord, RecordRef, RetryDecision, TransformOutcome,
 };
+pub use cache::{CacheOutcome, CompileCache};
+pub use plan::{GuestPlan, LaneGuests};
 use state::GuestState;
 
 /// The built-in guest component, built by `build.rs` from `runtime/builtin-guest`.
@@ -30,6 +38,60 @@ pub const BUILTIN_GUEST_WASM: &[u8] =
 
 /// How often the epoch ticker advances the engine's epoch.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// Largest `.wasm` file accepted.
+pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
+/// Largest request body a `transform` may return.
+pub const MAX_REQUEST_BODY: usize = 16 << 20;
+/// Most headers a `transform` may return, and the longest header line.
+const MAX_GUEST_HEADERS: usize = 100;
+const MAX_HEADER_BYTES: usize = 8 << 10;
+/// Longest path-and-query or reason a guest may return.
+const MAX_TEXT_BYTES: usize = 8 << 10;
+/// Largest linear memory any connector may allow; the pooling allocator
+/// reserves slots of this size.
+const MAX_GUEST_MEMORY: usize = 1 << 30;
+/// Guest instances the pooling allocator holds by default
+/// (`WASMSINK_GUEST_INSTANCES` overrides it): one per partition lane, two
+/// when a custom guest falls back to the built-in one for an export.
+const DEFAULT_POOLED_INSTANCES: u32 = 1000;
+
+/// How the process-wide engine is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Where compiled guests are kept; `None` compiles at every start.
+    pub cache_dir: Option<PathBuf>,
+    /// Try the pooling allocator (falls back to on-demand allocation when the
+    /// machine cannot reserve its address space).
+    pub pooling: bool,
+    /// Instances the pool holds.
+    pub pooled_instances: u32,
+}
+
+impl EngineOptions {
+    /// From the environment: `WASMSINK_CACHE_DIR` (default
+    /// `$XDG_CACHE_HOME/wasmsink/guests` or `~/.cache/wasmsink/guests`),
+    /// `WASMSINK_POOLING=off` and `WASMSINK_GUEST_INSTANCES`.
+    pub fn from_env() -> Self {
+        let cache_dir = std::env::var_os("WASMSINK_CACHE_DIR")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("wasmsink/guests"))
+            })
+            .or_else(|| {
+                std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/wasmsink/guests"))
+            });
+        let pooling = std::env::var("WASMSINK_POOLING").map_or(true, |v| v != "off");
+        let pooled_instances = std::env::var("WASMSINK_GUEST_INSTANCES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_POOLED_INSTANCES);
+        Self {
+            cache_dir,
+            pooling,
+            pooled_instances,
+        }
+    }
+}
 
 /// Per-call and per-instance resource limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +141,20 @@ impl std::fmt::Display for GuestCall {
 /// Why a guest could not be loaded or a guest call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GuestError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {error}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The file is larger than [`MAX_COMPONENT_BYTES`].
+    #[error("the guest is {0} bytes; the limit is {MAX_COMPONENT_BYTES} bytes")]
+    TooBig(usize),
+    /// A core WebAssembly module, precompiled code or not WebAssembly at all.
+    #[error("{0}")]
+    NotAComponent(String),
     /// The bytes are not a WebAssembly component wasmtime can compile.
     #[error("the guest is not a valid WebAssembly component: {0}")]
     Compile(String),
@@ -113,25 +189,73 @@ pub enum GuestError {
         /// The trap and the tail of the guest's stderr, if any.
         message: String,
     },
+    /// The guest returned more than the host accepts.
+    #[error("the guest's {call} call returned {what}")]
+    OutputTooLarge {
+        /// The call.
+        call: GuestCall,
+        /// What was too large.
+        what: String,
+    },
 }
 
-/// The process-wide wasmtime engine, linker and built-in guest.
+impl GuestError {
+    /// True for failures of a call on a live instance (trap, timeout, out of
+    /// memory, oversized output), as opposed to loading or `init` problems.
+    pub fn is_call_failure(&self) -> bool {
+        matches!(
+            self,
+            Self::Timeout { .. }
+                | Self::OutOfMemory { .. }
+                | Self::Trap { .. }
+                | Self::OutputTooLarge { .. }
+        )
+    }
+}
+
+/// Checks that `bytes` are a WebAssembly component, explaining what they are otherwise.
+pub fn check_component_bytes(bytes: &[u8]) -> Result<(), GuestError> {
+    if bytes.len() > MAX_COMPONENT_BYTES {
+        return Err(GuestError::TooBig(bytes.len()));
+    }
+    if Engine::detect_precompiled(bytes).is_some() {
+        return Err(GuestError::NotAComponent(
+            "this is precompiled native code (.cwasm); wasmsink only accepts .wasm components and compiles them itself".into(),
+        ));
+    }
+    match bytes.get(..8) {
+        Some([0, b'a', b's', b'm', 0x0d, 0x00, 0x01, 0x00]) => Ok(()),
+        Some([0, b'a', b's', b'm', 0x01, 0x00, 0x00, 0x00]) => Err(GuestError::NotAComponent(
+            "this is a core WebAssembly module, not a component: build for the wasm32-wasip2 target \
+             (or wrap it with `wasm-tools component new`)"
+                .into(),
+        )),
+        Some([0, b'a', b's', b'm', ..]) => {
+            Err(GuestError::NotAComponent("this WebAssembly binary has a version or layer wasmtime 48 does not support".into()))
+        }
+        _ => Err(GuestError::NotAComponent("this is not a WebAssembly binary (no \\0asm header)".into())),
+    }
+}
+
+/// The process-wide wasmtime engine, linker, compile cache and built-in guest.
 #[derive(Clone)]
 pub struct GuestEngine {
     engine: Engine,
     linker: Arc<Linker<GuestState>>,
     builtin: Component,
+    cache: Option<CompileCache>,
+    pooling: bool,
 }
 
 impl GuestEngine {
-    /// Builds the engine, starts its epoch ticker and compiles the built-in guest.
+    /// An engine set up from the environment (see [`EngineOptions::from_env`]).
     pub fn new() -> Result<Self, GuestError> {
-        let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            .epoch_interruption(true)
-            .cranelift_opt_level(wasmtime::OptLevel::Speed);
-        let engine = Engine::new(&config).map_err(|e| GuestError::Compile(format!("{e:#}")))?;
+        Self::with_options(&EngineOptions::from_env())
+    }
+
+    /// Builds the engine, starts its epoch ticker and loads the built-in guest.
+    pub fn with_options(options: &EngineOptions) -> Result<Self, GuestError> {
+        let (engine, pooling) = build_engine(options)?;
         start_epoch_ticker(&engine);
 
         let mut linker = Linker::new(&engine);
@@ -143,13 +267,65 @@ impl GuestEngine {
         >(&mut linker, |state| state)
         .map_err(|e| GuestError::Contract(format!("{e:#}")))?;
 
-        let builtin = Component::new(&engine, BUILTIN_GUEST_WASM)
-            .map_err(|e| GuestError::Compile(format!("{e:#}")))?;
+        let cache = options.cache_dir.as_deref().and_then(CompileCache::open);
+        let builtin = compile_with(&engine, cache.as_ref(), BUILTIN_GUEST_WASM)?;
         Ok(Self {
             engine,
             linker: Arc::new(linker),
             builtin,
+            cache,
+            pooling,
         })
+    }
+
+    /// True when instances come from the pooling allocator.
+    pub fn pooling(&self) -> bool {
+        self.pooling
+    }
+
+    /// The compile cache, when one is in use.
+    pub fn cache(&self) -> Option<&CompileCache> {
+        self.cache.as_ref()
+    }
+
+    /// Reads, checks and compiles a `.wasm` component (from the cache when
+    /// it was compiled before), off the async runtime's threads.
+    pub async fn load(&self, path: &Path) -> Result<Component, GuestError> {
+        let this = self.clone();
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let bytes = std::fs::read(&path).map_err(|error| GuestError::Read {
+                path: path.clone(),
+                error,
+            })?;
+            check_component_bytes(&bytes)?;
+            this.compile(&bytes)
+        })
+        .await
+        .map_err(|e| GuestError::Compile(e.to_string()))?
+    }
+
+    /// Compiles component bytes, through the cache when there is one.
+    pub fn compile(&self, bytes: &[u8]) -> Result<Component, GuestError> {
+        compile_with(&self.engine, self.cache.as_ref(), bytes)
+    }
+
+    /// The names of a component's exports, for diagnostics.
+    pub fn export_names(&self, component: &Component) -> Vec<String> {
+        component
+            .component_type()
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect()
+    }
+
+    /// The names of a component's imports, for diagnostics.
+    pub fn import_names(&self, component: &Component) -> Vec<String> {
+        component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect()
     }
 
     /// Pre-instantiates the built-in guest for a connector.
@@ -196,6 +372,53 @@ impl GuestEngine {
     }
 }
 
+fn compile_with(
+    engine: &Engine,
+    cache: Option<&CompileCache>,
+    bytes: &[u8],
+) -> Result<Component, GuestError> {
+    let compiled = match cache {
+        Some(cache) => cache.load(engine, bytes).map(|(component, _)| component),
+        None => Component::new(engine, bytes),
+    };
+    compiled.map_err(|e| GuestError::Compile(format!("{e:#}")))
+}
+
+/// The engine: the pooling allocator when the machine can reserve its
+/// address space, on-demand allocation otherwise.
+fn build_engine(options: &EngineOptions) -> Result<(Engine, bool), GuestError> {
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .cranelift_opt_level(wasmtime::OptLevel::Speed);
+    if options.pooling {
+        let instances = options.pooled_instances.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(8))
+            .total_memories(instances.saturating_mul(2))
+            .total_tables(instances.saturating_mul(4))
+            .max_memory_size(MAX_GUEST_MEMORY)
+            .table_elements(1_000_000)
+            .max_core_instance_size(16 << 20)
+            .max_component_instance_size(16 << 20);
+        let mut pooled = config.clone();
+        pooled.allocation_strategy(pool);
+        match Engine::new(&pooled) {
+            Ok(engine) => {
+                tracing::debug!(instances, "guest engine uses the pooling allocator");
+                return Ok((engine, true));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the pooling allocator is not available here; guests use on-demand allocation")
+            }
+        }
+    }
+    let engine = Engine::new(&config).map_err(|e| GuestError::Compile(format!("{e:#}")))?;
+    Ok((engine, false))
+}
+
 /// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is dropped.
 fn start_epoch_ticker(engine: &Engine) {
     let weak = engine.weak();
@@ -239,12 +462,15 @@ impl PreparedGuest {
         let state = GuestState::new(self.connector.clone(), self.limits.max_memory_bytes);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state.limits());
-        store.epoch_deadline_callback(|ctx| {
-            if Instant::now() >= ctx.data().deadline() {
-                Ok(UpdateDeadline::Interrupt)
+        // Checked on every epoch tick of a call that outlives one. The call
+        // never yields, so it stays on one thread and that thread's CPU
+        // clock measures the guest.
+        store.epoch_deadline_callback(|mut ctx| {
+            Ok(if ctx.data_mut().call_clock().spent() {
+                UpdateDeadline::Interrupt
             } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
+                UpdateDeadline::Continue(1)
+            })
         });
         arm_deadline(&mut store, self.limits.init_timeout);
         let instance = self
@@ -280,7 +506,7 @@ impl PreparedGuest {
 }
 
 fn arm_deadline(store: &mut Store<GuestState>, timeout: Duration) {
-    store.data_mut().set_deadline(Instant::now() + timeout);
+    store.data_mut().call_clock().start(timeout);
     store.set_epoch_deadline(1);
 }
 
@@ -337,11 +563,13 @@ impl GuestInstance {
             .as_ref()
             .expect("the caller checks has_transform");
         arm_deadline(&mut self.store, self.limits.transform_timeout);
-        plugin
+        let outcome = plugin
             .wasmsink_plugin_transformer()
             .call_transform(&mut self.store, record)
             .await
-            .map_err(|e| classify(&self.store, e, GuestCall::Transform, &self.limits))
+            .map_err(|e| classify(&self.store, e, GuestCall::Transform, &self.limits))?;
+        check_transform_output(&outcome)?;
+        Ok(outcome)
     }
 
     /// Calls `decide`. Panics if the instance does not export it.
@@ -353,12 +581,73 @@ impl GuestInstance {
     ) -> Result<RetryDecision, GuestError> {
         let plugin = self.retry.as_ref().expect("the caller checks has_decide");
         arm_deadline(&mut self.store, self.limits.decide_timeout);
-        plugin
+        let decision = plugin
             .wasmsink_plugin_retry_policy()
             .call_decide(&mut self.store, record, outcome, info)
             .await
-            .map_err(|e| classify(&self.store, e, GuestCall::Decide, &self.limits))
+            .map_err(|e| classify(&self.store, e, GuestCall::Decide, &self.limits))?;
+        if let RetryDecision::Drop(reason)
+        | RetryDecision::DeadLetter(reason)
+        | RetryDecision::Stop(reason) = &decision
+        {
+            check_text(GuestCall::Decide, "reason", reason)?;
+        }
+        Ok(decision)
     }
+}
+
+/// Refuses a `transform` result past the host's caps, before it goes anywhere.
+fn check_transform_output(outcome: &TransformOutcome) -> Result<(), GuestError> {
+    let too_large = |what: String| GuestError::OutputTooLarge {
+        call: GuestCall::Transform,
+        what,
+    };
+    match outcome {
+        TransformOutcome::Deliver(request) => {
+            if request.body.len() > MAX_REQUEST_BODY {
+                return Err(too_large(format!(
+                    "a {}-byte body (the limit is {MAX_REQUEST_BODY})",
+                    request.body.len()
+                )));
+            }
+            if request.headers.len() > MAX_GUEST_HEADERS {
+                return Err(too_large(format!(
+                    "{} headers (the limit is {MAX_GUEST_HEADERS})",
+                    request.headers.len()
+                )));
+            }
+            if let Some((name, _)) = request
+                .headers
+                .iter()
+                .find(|(n, v)| n.len() + v.len() > MAX_HEADER_BYTES)
+            {
+                return Err(too_large(format!(
+                    "header {name:.64} longer than {MAX_HEADER_BYTES} bytes"
+                )));
+            }
+            if let Some(path) = &request.path_and_query {
+                check_text(GuestCall::Transform, "path-and-query", path)?;
+            }
+            Ok(())
+        }
+        TransformOutcome::Error(error) => {
+            check_text(GuestCall::Transform, "error message", &error.message)
+        }
+        TransformOutcome::Skip => Ok(()),
+    }
+}
+
+fn check_text(call: GuestCall, what: &str, text: &str) -> Result<(), GuestError> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(GuestError::OutputTooLarge {
+            call,
+            what: format!(
+                "a {what} of {} bytes (the limit is {MAX_TEXT_BYTES})",
+                text.len()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Turns a wasmtime error from a guest call into a [`GuestError`].
@@ -397,3 +686,6 @@ fn classify(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod hostile_tests;

@@ -1,0 +1,131 @@
+//! Builds the guest workspace (`guest-examples/`) for `wasm32-wasip2` and the
+//! JavaScript guest (`guest-examples/js-filter`), and copies each component
+//! into `OUT_DIR`, where `src/lib.rs` points at it.
+//!
+//! As `runtime/build.rs` does, the Rust guests are built by a nested `cargo
+//! build` with its own target directory, away from the host's compiler flags.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const GUEST_TARGET: &str = "wasm32-wasip2";
+
+/// Rust guests: the file name of each component of the guest workspace.
+const RUST_GUESTS: &[&str] = &[
+    "json_envelope.wasm",
+    "webhook_signing.wasm",
+    "http_retry.wasm",
+    "test_guests.wasm",
+];
+
+/// Inputs of the builds, relative to `guest-examples/`.
+const WATCHED: &[&str] = &[
+    "Cargo.toml",
+    "Cargo.lock",
+    "sdk",
+    "json-envelope",
+    "webhook-signing",
+    "http-retry",
+    "test-guests",
+    "js-filter/src",
+    "js-filter/build.mjs",
+    "js-filter/package.json",
+    "js-filter/package-lock.json",
+    "../wit",
+];
+
+fn main() {
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let guests_dir = manifest_dir
+        .parent()
+        .expect("artifacts/ has a parent")
+        .to_path_buf();
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
+    for watched in WATCHED {
+        println!(
+            "cargo:rerun-if-changed={}",
+            guests_dir.join(watched).display()
+        );
+    }
+
+    let target_dir = out_dir.join("guest-target");
+    build_rust_guests(&guests_dir, &target_dir);
+    for file in RUST_GUESTS {
+        let built = target_dir.join(GUEST_TARGET).join("release").join(file);
+        std::fs::copy(&built, out_dir.join(file))
+            .unwrap_or_else(|e| panic!("copying {} into OUT_DIR: {e}", built.display()));
+    }
+    build_js_guest(
+        &guests_dir.join("js-filter"),
+        &out_dir.join("js_filter.wasm"),
+    );
+}
+
+/// Builds every member of the guest workspace (its own lock file).
+fn build_rust_guests(guests_dir: &Path, target_dir: &Path) {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(guests_dir)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            GUEST_TARGET,
+            "--target-dir",
+        ])
+        .arg(target_dir);
+    // Host flags (coverage, sanitizers, target-cpu) must not reach the guests.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().unwrap_or_else(|e| {
+        panic!(
+            "running cargo to build the guests in {}: {e}",
+            guests_dir.display()
+        )
+    });
+    assert!(
+        status.success(),
+        "building the guest workspace {} for {GUEST_TARGET} failed (is the target installed? \
+         `rustup target add {GUEST_TARGET}`)",
+        guests_dir.display()
+    );
+}
+
+/// Runs `node build.mjs OUT` in the JS guest's folder, with componentize-js
+/// from its `node_modules`.
+fn build_js_guest(js_dir: &Path, out: &Path) {
+    let hint = "run scripts/install-test-deps.sh";
+    if !js_dir
+        .join("node_modules/@bytecodealliance/componentize-js")
+        .is_dir()
+    {
+        panic!(
+            "{}/node_modules is missing, so the JavaScript guest cannot be built: {hint} \
+             (it runs `npm ci --prefix guest-examples/js-filter`)",
+            js_dir.display()
+        );
+    }
+    let node = env::var("NODE").unwrap_or_else(|_| "node".into());
+    let status = Command::new(&node)
+        .current_dir(js_dir)
+        .arg("build.mjs")
+        .arg(out)
+        .status()
+        .unwrap_or_else(|e| panic!("running `{node}` (Node.js 20 or later) failed: {e}; {hint}"));
+    assert!(
+        status.success(),
+        "building the JavaScript guest in {} failed",
+        js_dir.display()
+    );
+}

@@ -1,0 +1,363 @@
+//! Custom guests end to end: the examples against a real broker and real
+//! receivers, hostile guests that must not take anything else down, and a
+//! guest swapped live.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use rdkafka::Message;
+use sha2::Sha256;
+
+use crate::support::{
+    Broker, PATIENCE, Receiver, Wasmsink, config, header_value, no_retry, please_retry,
+};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn connector(name: &str, topic: &str, url: &str, extra: &str) -> String {
+    format!(
+        "[connectors.{name}]\ntopics = \"{topic}\"\ncallback.request.url = \"{url}\"\n{extra}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_envelope_wraps_each_value_and_routes_by_header() {
+    let broker = Broker::start();
+    broker.create_topic("events", 1);
+    broker
+        .produce(
+            "events",
+            0,
+            Some("k1"),
+            Some(br#"{"amount":5}"#),
+            &[("route", b"orders")],
+        )
+        .await;
+    broker
+        .produce("events", 0, None, Some(b"plain text"), &[])
+        .await;
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "guest.path = \"{}\"\n",
+        wasmsink_guest_artifacts::JSON_ENVELOPE
+    );
+    let _wasmsink = Wasmsink::start(
+        dir.path(),
+        &config(
+            &broker,
+            &connector("env", "events", &receiver.url("/hook"), &extra),
+        ),
+    );
+    let requests = receiver.wait_for(2, PATIENCE).await;
+    assert_eq!(requests[0].uri.path(), "/hook/orders");
+    let first: serde_json::Value = serde_json::from_slice(&requests[0].body).unwrap();
+    assert_eq!(first["topic"], "events");
+    assert_eq!(first["partition"], 0);
+    assert_eq!(first["offset"], 0);
+    assert_eq!(first["key"], "k1");
+    assert_eq!(first["data"], serde_json::json!({"amount": 5}));
+    assert!(first["timestamp"].is_i64());
+    assert_eq!(requests[1].uri.path(), "/hook");
+    let second: serde_json::Value = serde_json::from_slice(&requests[1].body).unwrap();
+    assert_eq!(second["data"], "plain text");
+    assert_eq!(second["key"], serde_json::Value::Null);
+    // The connector's trace headers are still added after the guest's.
+    assert_eq!(requests[0].header("x-kafka-topic"), Some("events"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_signing_signs_and_retries_carry_the_same_id() {
+    let broker = Broker::start();
+    broker.create_topic("hooks", 1);
+    broker
+        .produce("hooks", 0, None, Some(br#"{"event":"paid"}"#), &[])
+        .await;
+    // The first attempt is refused; the retry must carry the same id and signature.
+    let seen = std::sync::atomic::AtomicUsize::new(0);
+    let receiver = Receiver::start(move |_| {
+        if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            please_retry(500)
+        } else {
+            no_retry()
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "guest.path = \"{}\"\nguest.config.secret = \"{SECRET}\"\nretry.backoff.sec = \"0.2\"\n",
+        wasmsink_guest_artifacts::WEBHOOK_SIGNING
+    );
+    let wasmsink = Wasmsink::start(
+        dir.path(),
+        &config(
+            &broker,
+            &connector("signed", "hooks", &receiver.url("/"), &extra),
+        ),
+    );
+    let requests = receiver.wait_for(2, PATIENCE).await;
+    let (first, retry) = (&requests[0], &requests[1]);
+    let id = first.header("webhook-id").expect("webhook-id");
+    assert_eq!(id, "msg_hooks-0-0");
+    assert_eq!(retry.header("webhook-id"), Some(id));
+    assert_eq!(
+        retry.header("webhook-signature"),
+        first.header("webhook-signature")
+    );
+    let timestamp = first.header("webhook-timestamp").unwrap();
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(SECRET.trim_start_matches("whsec_"))
+        .unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(&first.body);
+    let expected = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    );
+    assert_eq!(first.header("webhook-signature"), Some(expected.as_str()));
+    assert!(
+        !wasmsink.log().contains(SECRET.trim_start_matches("whsec_")),
+        "the secret must never be logged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_retry_honours_retry_after_dead_letters_4xx_and_accepts_any_2xx() {
+    let broker = Broker::start();
+    broker.create_topic("calls", 1);
+    broker.create_topic("calls-dlq", 1);
+    for value in ["throttled", "missing", "plain-ok"] {
+        broker
+            .produce("calls", 0, None, Some(value.as_bytes()), &[])
+            .await;
+    }
+    let throttled_once = std::sync::atomic::AtomicBool::new(false);
+    let receiver = Receiver::start(move |r| match r.text().as_str() {
+        "throttled" if !throttled_once.swap(true, std::sync::atomic::Ordering::SeqCst) => {
+            (429, "slow down".into())
+        }
+        "missing" => (404, "no such thing".into()),
+        _ => (200, "done, no JSON here".into()),
+    })
+    .await;
+    // Retry-After is a response header; this receiver cannot set one, so the
+    // guest's own schedule applies (base 100ms); the header path is unit-tested in the guest.
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "guest.path = \"{}\"\nguest.config.base = \"100ms\"\nguest.config.cap = \"1s\"\nerrors.deadletterqueue.topic.name = \"calls-dlq\"\n",
+        wasmsink_guest_artifacts::HTTP_RETRY
+    );
+    let _wasmsink = Wasmsink::start(
+        dir.path(),
+        &config(
+            &broker,
+            &connector("calls", "calls", &receiver.url("/"), &extra),
+        ),
+    );
+    let requests = receiver.wait_for(4, PATIENCE).await;
+    receiver
+        .assert_no_more_than(4, Duration::from_millis(800))
+        .await;
+    let bodies: Vec<String> = requests.iter().map(|r| r.text()).collect();
+    assert_eq!(
+        bodies,
+        ["throttled", "throttled", "missing", "plain-ok"],
+        "2xx without a flag is success; 404 is not retried"
+    );
+    let dead = broker.read("calls-dlq", 1, 1);
+    assert_eq!(dead[0].payload(), Some(&b"missing"[..]));
+    let reason = String::from_utf8_lossy(
+        header_value(&dead[0], "__connect.errors.exception.message").unwrap(),
+    )
+    .into_owned();
+    assert!(reason.contains("HTTP 404"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_javascript_guest_skips_test_records_and_wraps_the_rest() {
+    let broker = Broker::start();
+    broker.create_topic("js", 1);
+    broker
+        .produce("js", 0, None, Some(br#"{"test":true,"n":1}"#), &[])
+        .await;
+    broker
+        .produce("js", 0, None, Some(br#"{"n":2}"#), &[])
+        .await;
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "guest.path = \"{}\"\nguest.timeout.init.ms = 10000\nguest.memory.max.mb = 256\n",
+        wasmsink_guest_artifacts::JS_FILTER
+    );
+    let _wasmsink = Wasmsink::start(
+        dir.path(),
+        &config(&broker, &connector("js", "js", &receiver.url("/"), &extra)),
+    );
+    let requests = receiver.wait_for(1, PATIENCE * 2).await;
+    receiver
+        .assert_no_more_than(1, Duration::from_millis(800))
+        .await;
+    let body: serde_json::Value = serde_json::from_slice(&requests[0].body).unwrap();
+    assert_eq!(body["data"], serde_json::json!({"n": 2}));
+    assert_eq!(body["offset"], 1, "the test record at offset 0 was skipped");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crashing_guest_stops_only_its_connector_and_loses_nothing() {
+    let broker = Broker::start();
+    broker.create_topic("bad", 1);
+    broker.create_topic("good", 1);
+    broker.create_topic("bad-dlq", 1);
+    for value in ["before", "panic", "after"] {
+        broker
+            .produce("bad", 0, None, Some(value.as_bytes()), &[])
+            .await;
+        broker
+            .produce(
+                "good",
+                0,
+                None,
+                Some(format!("good-{value}").as_bytes()),
+                &[],
+            )
+            .await;
+    }
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let guest = format!(
+        "guest.path = \"{}\"\n",
+        wasmsink_guest_artifacts::TEST_GUESTS
+    );
+    let connectors = |policy: &str| {
+        connector(
+            "bad",
+            "bad",
+            &receiver.url("/bad"),
+            &format!("{guest}{policy}errors.deadletterqueue.topic.name = \"bad-dlq\"\n"),
+        ) + &connector("good", "good", &receiver.url("/good"), "")
+    };
+    let mut first = Wasmsink::start(dir.path(), &config(&broker, &connectors("")));
+    first.wait_for_log("connector FAILED", PATIENCE).await;
+    receiver.wait_for(4, PATIENCE).await;
+    receiver
+        .assert_no_more_than(4, Duration::from_millis(800))
+        .await;
+    let paths: Vec<(String, String)> = receiver
+        .requests()
+        .iter()
+        .map(|r| (r.uri.path().to_owned(), r.text()))
+        .collect();
+    assert!(paths.contains(&("/bad".into(), "before".into())));
+    assert!(
+        !paths.iter().any(|(_, body)| body == "after"),
+        "nothing past the crashing record: {paths:?}"
+    );
+    assert_eq!(
+        paths.iter().filter(|(p, _)| p == "/good").count(),
+        3,
+        "the other connector keeps delivering"
+    );
+    let log = first.log();
+    assert!(
+        log.contains("trapped") && log.contains("panic requested by record"),
+        "{log}"
+    );
+
+    // With guest.errors = dead-letter the crashing record is parked and the rest flows.
+    first.kill9();
+    let _second = Wasmsink::start(
+        dir.path(),
+        &config(&broker, &connectors("guest.errors = \"dead-letter\"\n")),
+    );
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !receiver.requests().iter().any(|r| r.text() == "after") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the record after the crash never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dead = broker.read("bad-dlq", 1, 1);
+    assert_eq!(dead[0].payload(), Some(&b"panic"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_swapped_by_reload_takes_effect_without_loss_or_duplicates() {
+    let broker = Broker::start();
+    broker.create_topic("swap", 1);
+    for n in 0..3 {
+        broker
+            .produce(
+                "swap",
+                0,
+                None,
+                Some(format!(r#"{{"n":{n}}}"#).as_bytes()),
+                &[],
+            )
+            .await;
+    }
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let envelope = format!(
+        "guest.path = \"{}\"\n",
+        wasmsink_guest_artifacts::JSON_ENVELOPE
+    );
+    let signing = format!(
+        "guest.path = \"{}\"\nguest.config.secret = \"{SECRET}\"\n",
+        wasmsink_guest_artifacts::WEBHOOK_SIGNING
+    );
+    let wasmsink = Wasmsink::start(
+        dir.path(),
+        &config(
+            &broker,
+            &connector("swap", "swap", &receiver.url("/"), &envelope),
+        ),
+    );
+    receiver.wait_for(3, PATIENCE).await;
+
+    wasmsink.reload(
+        dir.path(),
+        &config(
+            &broker,
+            &connector("swap", "swap", &receiver.url("/"), &signing),
+        ),
+    );
+    wasmsink
+        .wait_for_log("reload: updated swap", PATIENCE)
+        .await;
+    wasmsink.wait_for_log("partitions assigned", PATIENCE).await;
+    for n in 3..6 {
+        broker
+            .produce(
+                "swap",
+                0,
+                None,
+                Some(format!(r#"{{"n":{n}}}"#).as_bytes()),
+                &[],
+            )
+            .await;
+    }
+    let requests = receiver.wait_for(6, PATIENCE).await;
+    receiver
+        .assert_no_more_than(6, Duration::from_secs(1))
+        .await;
+    for (n, request) in requests.iter().enumerate() {
+        if n < 3 {
+            let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+            assert_eq!(body["data"]["n"], n, "before the swap: the envelope guest");
+            assert!(request.header("webhook-id").is_none());
+        } else {
+            assert_eq!(
+                request.text(),
+                format!(r#"{{"n":{n}}}"#),
+                "after the swap: the signing guest"
+            );
+            assert_eq!(
+                request.header("webhook-id"),
+                Some(format!("msg_swap-0-{n}").as_str())
+            );
+        }
+    }
+}
