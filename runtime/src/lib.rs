@@ -7,15 +7,19 @@
 //! file; `supervisor` starts, changes and stops the connectors.
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod config;
 pub mod connector;
+pub mod control;
 pub mod deadletter;
 pub mod delivery;
 pub mod guest;
 pub mod kafka;
+pub mod metrics;
 pub mod quickstart;
 pub mod sink;
 pub mod source;
+pub mod store;
 pub mod supervisor;
 
 /// Installs rustls' ring crypto provider for the HTTP client; call once at

@@ -4,8 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+
+use wasmsink::control::Control;
 use wasmsink::guest::GuestEngine;
+use wasmsink::store::SqliteStore;
 use wasmsink::supervisor::Supervisor;
 
 /// A WebAssembly-pluggable Kafka-to-HTTP sink.
@@ -29,15 +33,23 @@ enum LogFormat {
 enum Command {
     /// Runs the connectors of a configuration file until SIGTERM or SIGINT.
     Run {
-        /// The TOML configuration file.
+        /// The TOML configuration file. Without one, connectors are managed
+        /// over the REST API only.
         #[arg(long, short, env = "WASMSINK_CONFIG")]
-        config: PathBuf,
+        config: Option<PathBuf>,
     },
     /// Checks a configuration file and exits: 0 when valid, 2 when not.
     Check {
         /// The TOML configuration file.
         #[arg(long, short, env = "WASMSINK_CONFIG")]
         config: PathBuf,
+    },
+    /// Asks a running wasmsink's `/health` endpoint; exits 0 when it
+    /// answers 200 (for container health checks).
+    Healthcheck {
+        /// The address the REST API listens on.
+        #[arg(long, env = "WASMSINK_LISTEN", default_value = wasmsink::config::DEFAULT_LISTEN)]
+        listen: String,
     },
     /// Runs a self-contained demo: an in-memory Kafka, a local HTTP receiver
     /// and a connector with the built-in guest. Needs no external service.
@@ -46,6 +58,117 @@ enum Command {
         #[arg(long, default_value_t = 12)]
         records: u32,
     },
+    /// Tools for guest authors: check a component, run it on a record.
+    #[command(subcommand)]
+    Guest(GuestCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum GuestCommand {
+    /// Checks a .wasm file against the wasmsink:plugin@0.1.0 contract and
+    /// explains what is wrong.
+    Check {
+        /// The .wasm component.
+        file: PathBuf,
+        /// A `guest.config` entry handed to init, as KEY=VALUE (repeatable).
+        #[arg(long = "config", value_parser = parse_key_value)]
+        config: Vec<(String, String)>,
+    },
+    /// Prints the HTTP request a guest would send for a record and, given a
+    /// response, its decision. Needs no Kafka and no network.
+    Run {
+        /// The .wasm component.
+        file: PathBuf,
+        /// The record as JSON: {"topic","partition","offset","timestamp","key","value","headers"}.
+        #[arg(long)]
+        record: String,
+        /// A response to decide on: STATUS BODY.
+        #[arg(long, num_args = 2, value_names = ["STATUS", "BODY"])]
+        response: Option<Vec<String>>,
+        /// A `guest.config` entry handed to init, as KEY=VALUE (repeatable).
+        #[arg(long = "config", value_parser = parse_key_value)]
+        config: Vec<(String, String)>,
+        /// The callback URL the path is appended to.
+        #[arg(long, default_value = "http://callback.example/")]
+        url: String,
+    },
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("\"{text}\" is not KEY=VALUE"))
+}
+
+async fn guest_tool(command: GuestCommand) -> ExitCode {
+    let engine = match GuestEngine::new() {
+        Ok(engine) => engine,
+        Err(error) => {
+            eprintln!("cannot start the WebAssembly engine: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match command {
+        GuestCommand::Check { file, config } => {
+            wasmsink::guest::tool::check(&engine, &file, &config).await
+        }
+        GuestCommand::Run {
+            file,
+            record,
+            response,
+            config,
+            url,
+        } => {
+            let response = match response.as_deref() {
+                None => None,
+                Some([status, body]) => match status.parse::<u16>() {
+                    Ok(status) => Some((status, body.clone())),
+                    Err(_) => {
+                        eprintln!("--response: \"{status}\" is not an HTTP status");
+                        return ExitCode::from(2);
+                    }
+                },
+                Some(_) => unreachable!("clap takes exactly two values"),
+            };
+            let properties = [
+                ("topics".to_owned(), "t".to_owned()),
+                ("callback.request.url".to_owned(), url),
+            ]
+            .into();
+            match (
+                wasmsink::guest::tool::record_from_json(&record),
+                wasmsink::config::ConnectorConfig::from_properties("guest-run", &properties),
+            ) {
+                (Ok(record), Ok(connector)) => {
+                    wasmsink::guest::tool::run(
+                        &engine,
+                        &file,
+                        &config,
+                        &record,
+                        &connector.callback,
+                        response,
+                    )
+                    .await
+                }
+                (Err(error), _) => Err(error),
+                (_, Err(problems)) => Err(problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")),
+            }
+        }
+    };
+    match result {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(problem) => {
+            eprintln!("{problem}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -72,6 +195,8 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             },
+            Command::Healthcheck { listen } => healthcheck(&listen).await,
+            Command::Guest(command) => guest_tool(command).await,
             Command::Quickstart { records } => match wasmsink::quickstart::run(records).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
@@ -83,12 +208,43 @@ fn main() -> ExitCode {
     })
 }
 
-async fn run(path: PathBuf) -> ExitCode {
-    let config = match wasmsink::config::load_file(&path) {
-        Ok(config) => config,
+async fn run(path: Option<PathBuf>) -> ExitCode {
+    let mut config = match &path {
+        Some(path) => match wasmsink::config::load_file(path) {
+            Ok(config) => config,
+            Err(error) => {
+                eprint!("{error}");
+                return ExitCode::from(2);
+            }
+        },
+        None => match wasmsink::config::parse_str("") {
+            Ok(config) => config,
+            Err(error) => {
+                eprint!("{error}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    if let Err(problems) =
+        wasmsink::config::apply_env(&mut config.server, &mut config.store, |name| {
+            std::env::var(name).ok()
+        })
+    {
+        eprint!("{}", wasmsink::config::ConfigError::from(problems));
+        return ExitCode::from(2);
+    }
+    let store = match SqliteStore::open(&config.store.data_dir) {
+        Ok(store) => Arc::new(store),
         Err(error) => {
-            eprint!("{error}");
-            return ExitCode::from(2);
+            eprintln!("cannot open the store: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match wasmsink::api::bind(config.server.listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("cannot listen on {}: {error}", config.server.listen);
+            return ExitCode::FAILURE;
         }
     };
     let engine = match GuestEngine::new() {
@@ -105,16 +261,38 @@ async fn run(path: PathBuf) -> ExitCode {
         config.runtime.clone(),
         shutdown.clone(),
     );
-    if let Err(problems) = supervisor.start_all(config.connectors).await {
+    let control = Control::new(supervisor.clone(), store);
+    if let Err(problems) = control.restore(config.connectors).await {
         eprintln!("cannot start:");
         for problem in problems {
             eprintln!("  - {problem}");
         }
+        supervisor.shutdown().await;
         return ExitCode::from(2);
     }
-    tokio::spawn(reload_on_sighup(path, config.kafka, supervisor.clone()));
+    let local = listener
+        .local_addr()
+        .map_or_else(|_| config.server.listen.to_string(), |a| a.to_string());
+    let api_shutdown = CancellationToken::new();
+    let router = wasmsink::api::router(
+        control.clone(),
+        local.clone(),
+        config.server.api_keys.clone(),
+    );
+    let api = tokio::spawn(wasmsink::api::serve(listener, router, api_shutdown.clone()));
+    tracing::info!(
+        listen = %local,
+        api_keys = config.server.api_keys.len(),
+        data_dir = %config.store.data_dir.display(),
+        "REST API listening"
+    );
+    if let Some(path) = path {
+        tokio::spawn(reload_on_sighup(path, config.kafka, control));
+    }
     wasmsink::wait_for_shutdown_signal().await;
     supervisor.shutdown().await;
+    api_shutdown.cancel();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), api).await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }
@@ -123,7 +301,7 @@ async fn run(path: PathBuf) -> ExitCode {
 async fn reload_on_sighup(
     path: PathBuf,
     kafka: std::collections::BTreeMap<String, String>,
-    supervisor: Supervisor,
+    control: Control,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangup = signal(SignalKind::hangup()).expect("SIGHUP handler");
@@ -138,11 +316,40 @@ async fn reload_on_sighup(
         if config.kafka != kafka {
             tracing::warn!("[kafka] changed: it takes effect after a restart of the process");
         }
-        for outcome in supervisor.apply(config.connectors).await {
+        for outcome in control.reload_toml(config.connectors).await {
             match outcome {
                 Ok(done) => tracing::info!("reload: {done}"),
                 Err(error) => tracing::error!("reload: {error}"),
             }
+        }
+    }
+}
+
+/// `wasmsink healthcheck`: GET /health on the local API.
+async fn healthcheck(listen: &str) -> ExitCode {
+    let addr = listen
+        .replace("0.0.0.0", "127.0.0.1")
+        .replace("[::]", "[::1]");
+    let url = format!("http://{addr}/health");
+    let client = match reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+    {
+        Ok(client) => client,
+        Err(error) => {
+            eprintln!("healthcheck: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match client.get(&url).send().await {
+        Ok(response) if response.status().is_success() => ExitCode::SUCCESS,
+        Ok(response) => {
+            eprintln!("healthcheck: {url} answered {}", response.status());
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("healthcheck: {url}: {error}");
+            ExitCode::FAILURE
         }
     }
 }

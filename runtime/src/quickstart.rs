@@ -80,6 +80,8 @@ pub async fn run(records: u32) -> anyhow::Result<()> {
             shutdown_timeout: Duration::from_secs(5),
         },
         connectors: vec![connector],
+        server: Default::default(),
+        store: Default::default(),
     };
 
     let engine = GuestEngine::new()?;

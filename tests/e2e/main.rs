@@ -8,5 +8,7 @@ mod support;
 
 mod dead_letters;
 mod delivery;
+mod guests;
 mod lifecycle;
+mod rest;
 mod strategies;

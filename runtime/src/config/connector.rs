@@ -11,6 +11,7 @@ use wasmsink_policy::strategy::{
 };
 
 use super::ConfigProblem;
+use super::guest::GuestSettings;
 use super::headers::parse_headers;
 
 /// The connector class of the original Kafka Connect HTTP sink; configs
@@ -73,6 +74,8 @@ pub struct ConnectorConfig {
     pub producer_overrides: BTreeMap<String, String>,
     /// Keys accepted for Kafka Connect compatibility that change nothing here.
     pub no_effect_keys: Vec<String>,
+    /// The guest and its limits (`guest.*`).
+    pub guest: GuestSettings,
 }
 
 /// Topics a connector consumes.
@@ -143,6 +146,7 @@ impl ConnectorConfig {
         let request_delay = reader.request_delay();
         let null_values = reader.null_values();
         let dead_letter = reader.dead_letter();
+        let guest = reader.guest(dead_letter.is_some());
         reader.check_unsupported_transforms();
         let consumer_overrides = reader.overrides("consumer.override.");
         let producer_overrides = reader.overrides("producer.override.");
@@ -168,6 +172,7 @@ impl ConnectorConfig {
                     consumer_overrides,
                     producer_overrides,
                     no_effect_keys,
+                    guest,
                 })
             }
             _ => Err(problems),
@@ -497,6 +502,21 @@ impl<'a> Reader<'a> {
             }
         }
         out
+    }
+
+    fn guest(&mut self, has_dead_letter_topic: bool) -> GuestSettings {
+        let (settings, used) = super::guest::read(
+            self.connector,
+            self.properties,
+            has_dead_letter_topic,
+            &mut self.problems,
+        );
+        let properties = self.properties;
+        self.used.extend(
+            used.iter()
+                .filter_map(|key| properties.get_key_value(key).map(|(k, _)| k.as_str())),
+        );
+        settings
     }
 
     fn no_effect_keys(&mut self) -> Vec<String> {

@@ -9,7 +9,10 @@
 //! reported at once, each naming the connector, the key and the reason.
 
 mod connector;
+mod guest;
 mod headers;
+mod secrets;
+mod server;
 mod toml_file;
 
 use std::collections::BTreeMap;
@@ -20,8 +23,11 @@ pub use connector::{
     CallbackConfig, ConnectorConfig, DeadLetterConfig, NullValueBehavior, SEED_CONNECTOR_CLASS,
     Subscription,
 };
+pub use guest::{GUEST_CONFIG_PREFIX, GuestErrorPolicy, GuestSettings};
 pub use headers::{HeaderParseError, parse_headers};
-pub use toml_file::load_file;
+pub use secrets::{SecretError, resolve_properties, resolve_value};
+pub use server::{ApiKey, DEFAULT_DATA_DIR, DEFAULT_LISTEN, ServerConfig, StoreConfig, apply_env};
+pub use toml_file::{load_file, parse_str};
 
 /// A whole configuration file, validated.
 #[derive(Debug, Clone)]
@@ -33,6 +39,10 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// The connectors, in file order.
     pub connectors: Vec<ConnectorConfig>,
+    /// The REST server (`[server]`).
+    pub server: ServerConfig,
+    /// The durable connector store (`[store]`).
+    pub store: StoreConfig,
 }
 
 /// Process-wide settings from the `[runtime]` table.

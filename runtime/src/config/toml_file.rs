@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{Config, ConfigError, ConfigProblem, ConnectorConfig, RuntimeConfig};
+use super::server::{parse_server, parse_store};
+use super::{
+    Config, ConfigError, ConfigProblem, ConnectorConfig, RuntimeConfig, ServerConfig, StoreConfig,
+};
 
 /// The only key whose TOML table form is kept whole, as a JSON object string,
 /// instead of being flattened: `callback.request.headers = { Accept = "..." }`.
@@ -19,11 +22,18 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
             format!("cannot read the file: {e}"),
         )])
     })?;
-    parse_str(&text)
+    parse_in(&text, path.parent())
 }
 
-/// Parses and validates configuration text.
+/// Parses and validates configuration text; relative paths are taken from
+/// the working directory.
 pub fn parse_str(text: &str) -> Result<Config, ConfigError> {
+    parse_in(text, None)
+}
+
+/// Parses configuration text whose relative paths (`guest.path`) are
+/// relative to `base` (the file's directory).
+fn parse_in(text: &str, base: Option<&Path>) -> Result<Config, ConfigError> {
     let document: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         ConfigError::from(vec![ConfigProblem::global(
             "(file)",
@@ -35,44 +45,46 @@ pub fn parse_str(text: &str) -> Result<Config, ConfigError> {
     let mut kafka = BTreeMap::new();
     let mut runtime = RuntimeConfig::default();
     let mut connectors = Vec::new();
+    let mut server = ServerConfig::default();
+    let mut store = StoreConfig::default();
 
     for (table_name, value) in &document {
         match (table_name.as_str(), value) {
             ("kafka", toml::Value::Table(table)) => kafka = flatten(None, table, &mut problems),
             ("runtime", toml::Value::Table(table)) => runtime = parse_runtime(table, &mut problems),
+            ("server", toml::Value::Table(table)) => server = parse_server(table, &mut problems),
+            ("store", toml::Value::Table(table)) => store = parse_store(table, &mut problems),
             ("connectors", toml::Value::Table(table)) => {
                 for (name, value) in table {
                     let toml::Value::Table(body) = value else {
                         problems.push(ConfigProblem::connector(name, "(table)", "must be a table: [connectors.NAME]"));
                         continue;
                     };
-                    let properties = flatten(Some(name), body, &mut problems);
-                    match ConnectorConfig::from_properties(name, &properties) {
+                    let mut properties = flatten(Some(name), body, &mut problems);
+                    resolve_relative_path(&mut properties, "guest.path", base);
+                    match ConnectorConfig::from_raw_properties(name, &properties) {
                         Ok(connector) => connectors.push(connector),
                         Err(mut found) => problems.append(&mut found),
                     }
                 }
             }
-            ("kafka" | "runtime" | "connectors", _) => {
+            ("kafka" | "runtime" | "server" | "store" | "connectors", _) => {
                 problems.push(ConfigProblem::global(table_name.clone(), "must be a table"));
             }
             (other, _) => problems.push(ConfigProblem::global(
                 other,
-                "unknown top-level key; expected the tables [kafka], [runtime] and [connectors.NAME]",
+                "unknown top-level key; expected the tables [kafka], [runtime], [server], [store] and [connectors.NAME]",
             )),
         }
     }
-    if connectors.is_empty() && problems.is_empty() {
-        problems.push(ConfigProblem::global(
-            "connectors",
-            "no connector is configured; add a [connectors.NAME] table",
-        ));
-    }
+    // No connector is fine: connectors may all be managed over the REST API.
     if problems.is_empty() {
         Ok(Config {
             kafka,
             runtime,
             connectors,
+            server,
+            store,
         })
     } else {
         Err(problems.into())
@@ -159,6 +171,22 @@ fn flatten_into(
                 }
             }
         }
+    }
+}
+
+/// Makes a relative path property relative to `base` instead of the
+/// working directory.
+fn resolve_relative_path(
+    properties: &mut BTreeMap<String, String>,
+    key: &str,
+    base: Option<&Path>,
+) {
+    let (Some(base), Some(value)) = (base, properties.get_mut(key)) else {
+        return;
+    };
+    let path = Path::new(value.trim());
+    if path.is_relative() && !value.trim().is_empty() {
+        *value = base.join(path).to_string_lossy().into_owned();
     }
 }
 
@@ -269,12 +297,8 @@ mod tests {
                 .to_string()
                 .contains("unknown top-level key")
         );
-        assert!(
-            parse_str("")
-                .unwrap_err()
-                .to_string()
-                .contains("no connector is configured")
-        );
+        // A file without connectors is valid: they may be managed over REST.
+        assert!(parse_str("").unwrap().connectors.is_empty());
         assert!(
             parse_str("not toml = = 1")
                 .unwrap_err()

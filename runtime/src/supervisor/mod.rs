@@ -27,9 +27,13 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ConnectorConfig, RuntimeConfig};
 use crate::connector::{Connector, ConnectorState, StatsSnapshot};
 use crate::deadletter::DeadLetterProducer;
-use crate::guest::{GuestEngine, GuestLimits};
+use crate::guest::{GuestEngine, GuestPlan};
 use crate::sink::HttpSink;
 use crate::source::Source;
+
+mod offsets;
+
+pub use offsets::{OffsetChange, OffsetsError, PartitionOffset};
 
 /// The state an operator asked a connector to be in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -473,11 +477,12 @@ impl Inner {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
-        let guest = self
-            .engine
-            .prepare_builtin(&config.name, init_config, GuestLimits::default())
+        let guests = GuestPlan::prepare(&self.engine, &config.name, &config.guest, init_config)
+            .await
             .map_err(|e| fail(e.to_string()))?;
-        guest.instantiate().await.map_err(|e| fail(e.to_string()))?;
+        guests.dry_run().await.map_err(|e| fail(e.to_string()))?;
+        let (transform_by, decide_by) = guests.describe();
+        tracing::info!(connector = %config.name, transform = transform_by, decide = decide_by, "guests ready");
         let dead_letter = config
             .dead_letter
             .as_ref()
@@ -492,7 +497,7 @@ impl Inner {
         let connector = Arc::new(Connector::new(
             config.clone(),
             sink,
-            guest,
+            guests,
             dead_letter,
             &self.shutdown,
             paused_tx,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 pub struct Wasmsink {
     child: Child,
     log: PathBuf,
+    api: String,
 }
 
 impl Wasmsink {
@@ -22,16 +23,38 @@ impl Wasmsink {
             .find(|p| !p.exists())
             .unwrap();
         let out = File::create(&log).expect("log file");
+        // Each process gets its own API port and data directory (kept across
+        // restarts in the same `dir`).
+        let listen = format!("127.0.0.1:{}", super::free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_wasmsink"))
             .args(["--log-format", "json", "run", "--config"])
             .arg(&config_path)
             .env("RUST_LOG", "info,wasmsink=debug")
+            .env("WASMSINK_LISTEN", &listen)
+            .env("WASMSINK_DATA_DIR", dir.join("data"))
+            .env_remove("WASMSINK_API_KEYS")
+            .env_remove("WASMSINK_API_KEYS_FILE")
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn wasmsink");
-        Self { child, log }
+        Self {
+            child,
+            log,
+            api: format!("http://{listen}"),
+        }
+    }
+
+    /// The REST API's base URL, e.g. `http://127.0.0.1:40123`.
+    pub fn api(&self) -> &str {
+        &self.api
+    }
+
+    /// Waits until the REST API is listening.
+    pub async fn wait_for_api(&self) {
+        self.wait_for_log("REST API listening", Duration::from_secs(30))
+            .await;
     }
 
     /// Everything the process has logged so far.
@@ -70,6 +93,15 @@ impl Wasmsink {
         // SAFETY: plain kill(2) on our own child's pid.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "kill -TERM");
         self.wait_exit(timeout)
+    }
+
+    /// Replaces the configuration file and sends SIGHUP, which makes the
+    /// process apply the connector changes live.
+    pub fn reload(&self, dir: &Path, config: &str) {
+        std::fs::write(dir.join("wasmsink.toml"), config).expect("rewrite config");
+        let pid = i32::try_from(self.child.id()).unwrap();
+        // SAFETY: plain kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0, "kill -HUP");
     }
 
     /// Waits for the process to exit on its own.

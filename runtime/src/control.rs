@@ -1,0 +1,367 @@
+//! Connector management that lasts: every change the REST API makes goes
+//! through the [`Supervisor`] (so it takes effect at once) and into the
+//! [`ConnectorStore`] (so it survives a restart).
+//!
+//! TOML-declared and REST-managed connectors coexist by one rule: **the
+//! last writer wins, and the file writes only when it changes**. At start
+//! (and on SIGHUP) a `[connectors.NAME]` table is applied when it is new or
+//! differs from the table applied last time; otherwise the stored version,
+//! which includes REST changes, pause/stop and deletion, is kept. Connectors
+//! created over REST are restored from the store. A table removed from the
+//! file deletes its connector.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::config::{ConfigProblem, ConnectorConfig};
+use crate::store::{ConnectorStore, Origin, StoreError, StoredConnector};
+use crate::supervisor::{
+    ConnectorStatus, OffsetChange, OffsetsError, PartitionOffset, Supervisor, SupervisorError,
+    TargetState,
+};
+
+/// Why a management operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The configuration is invalid; every problem is listed.
+    #[error("invalid configuration: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<ConfigProblem>),
+    /// The supervisor refused.
+    #[error(transparent)]
+    Supervisor(#[from] SupervisorError),
+    /// Reading or changing offsets failed.
+    #[error(transparent)]
+    Offsets(#[from] OffsetsError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The supervisor plus the store.
+#[derive(Clone)]
+pub struct Control {
+    supervisor: Supervisor,
+    store: Arc<dyn ConnectorStore>,
+}
+
+impl Control {
+    /// Management over `supervisor`, persisted in `store`.
+    pub fn new(supervisor: Supervisor, store: Arc<dyn ConnectorStore>) -> Self {
+        Self { supervisor, store }
+    }
+
+    /// The supervisor.
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.supervisor
+    }
+
+    /// Starts the process's connectors: the file's tables and the stored
+    /// connectors, by the rule in the module documentation. A TOML
+    /// connector that cannot start is an error (the process refuses to
+    /// start); a stored REST connector that cannot start is logged and kept
+    /// in the store.
+    pub async fn restore(&self, toml: Vec<ConnectorConfig>) -> Result<(), Vec<ControlError>> {
+        let stored: BTreeMap<String, StoredConnector> = self
+            .store
+            .load_all()
+            .map_err(|e| vec![e.into()])?
+            .into_iter()
+            .map(|c| (c.name.clone(), c))
+            .collect();
+        let mut problems = Vec::new();
+        let toml_names: BTreeSet<String> = toml.iter().map(|c| c.name.clone()).collect();
+        let mut plan: Vec<(ConnectorConfig, StoredConnector, bool)> = Vec::new();
+        for config in toml {
+            match stored.get(&config.name) {
+                Some(s) if s.toml_properties.as_ref() == Some(&config.properties) => {
+                    if s.deleted {
+                        continue;
+                    }
+                    match ConnectorConfig::from_raw_properties(&s.name, &s.properties) {
+                        Ok(c) => plan.push((c, s.clone(), true)),
+                        Err(found) => problems.push(ControlError::Invalid(found)),
+                    }
+                }
+                previous => {
+                    let record = StoredConnector {
+                        name: config.name.clone(),
+                        properties: config.properties.clone(),
+                        target: previous.map_or(TargetState::Running, |p| p.target),
+                        origin: Origin::Toml,
+                        toml_properties: Some(config.properties.clone()),
+                        deleted: false,
+                    };
+                    plan.push((config, record, true));
+                }
+            }
+        }
+        for s in stored.values() {
+            if toml_names.contains(&s.name) {
+                continue;
+            }
+            if s.origin == Origin::Toml {
+                // Its table left the file while the process was down.
+                if let Err(e) = self.store.remove(&s.name) {
+                    problems.push(e.into());
+                }
+                continue;
+            }
+            if s.deleted {
+                continue;
+            }
+            match ConnectorConfig::from_raw_properties(&s.name, &s.properties) {
+                Ok(c) => plan.push((c, s.clone(), false)),
+                Err(found) => {
+                    tracing::error!(connector = %s.name, problems = %ControlError::Invalid(found), "stored connector not started")
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        for (config, record, from_toml) in plan {
+            match self.supervisor.create(config, record.target).await {
+                Ok(()) => {
+                    if let Err(e) = self.store.save(&record) {
+                        problems.push(e.into());
+                    }
+                }
+                Err(e) if from_toml => problems.push(e.into()),
+                Err(e) => {
+                    tracing::error!(connector = %record.name, error = %e, "stored connector not started")
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Applies a reloaded file: new or changed tables are applied, removed
+    /// tables delete their connectors, unchanged tables leave REST changes
+    /// alone. Returns what each change did or why it failed.
+    pub async fn reload_toml(
+        &self,
+        toml: Vec<ConnectorConfig>,
+    ) -> Vec<Result<String, ControlError>> {
+        let mut outcomes = Vec::new();
+        let stored: BTreeMap<String, StoredConnector> = match self.store.load_all() {
+            Ok(all) => all.into_iter().map(|c| (c.name.clone(), c)).collect(),
+            Err(e) => return vec![Err(e.into())],
+        };
+        let names: BTreeSet<String> = toml.iter().map(|c| c.name.clone()).collect();
+        for s in stored.values() {
+            if s.origin == Origin::Toml && !names.contains(&s.name) {
+                let name = s.name.clone();
+                let result = async {
+                    match self.supervisor.delete(&name).await {
+                        Ok(()) | Err(SupervisorError::NotFound(_)) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    self.store.remove(&name)?;
+                    Ok(format!("deleted {name}"))
+                }
+                .await;
+                outcomes.push(result);
+            }
+        }
+        for config in toml {
+            let previous = stored.get(&config.name);
+            if previous.is_some_and(|p| p.toml_properties.as_ref() == Some(&config.properties)) {
+                continue;
+            }
+            let name = config.name.clone();
+            let mut record = StoredConnector {
+                name: name.clone(),
+                properties: config.properties.clone(),
+                target: previous.map_or(TargetState::Running, |p| p.target),
+                origin: previous.map_or(Origin::Toml, |p| p.origin),
+                toml_properties: Some(config.properties.clone()),
+                deleted: false,
+            };
+            if previous.is_some_and(|p| p.deleted) {
+                record.target = TargetState::Running;
+            }
+            let target = record.target;
+            let result = async {
+                let created = self.supervisor.put(config).await?;
+                if created && target != TargetState::Running {
+                    self.apply_target(&name, target).await?;
+                }
+                self.store.save(&record)?;
+                Ok(format!(
+                    "{} {name}",
+                    if created { "created" } else { "updated" }
+                ))
+            }
+            .await;
+            outcomes.push(result);
+        }
+        outcomes
+    }
+
+    /// Validates properties as written (secret references are resolved for
+    /// the check only).
+    pub fn validate(
+        name: &str,
+        properties: &BTreeMap<String, String>,
+    ) -> Result<ConnectorConfig, ControlError> {
+        ConnectorConfig::from_raw_properties(name, properties).map_err(ControlError::Invalid)
+    }
+
+    /// Creates a connector in the `target` state.
+    pub async fn create(
+        &self,
+        name: &str,
+        properties: BTreeMap<String, String>,
+        target: TargetState,
+    ) -> Result<ConnectorConfig, ControlError> {
+        let config = Self::validate(name, &properties)?;
+        self.supervisor.create(config.clone(), target).await?;
+        let previous = self.stored(name)?;
+        self.store.save(&StoredConnector {
+            name: name.to_owned(),
+            properties,
+            target,
+            origin: previous.as_ref().map_or(Origin::Rest, |p| p.origin),
+            toml_properties: previous.and_then(|p| p.toml_properties),
+            deleted: false,
+        })?;
+        Ok(config)
+    }
+
+    /// Creates or replaces a connector's configuration; true when created.
+    pub async fn put(
+        &self,
+        name: &str,
+        properties: BTreeMap<String, String>,
+    ) -> Result<(ConnectorConfig, bool), ControlError> {
+        let config = Self::validate(name, &properties)?;
+        let created = self.supervisor.put(config.clone()).await?;
+        let target = self.supervisor.target_state(name).await?;
+        let previous = self.stored(name)?;
+        self.store.save(&StoredConnector {
+            name: name.to_owned(),
+            properties,
+            target,
+            origin: previous.as_ref().map_or(Origin::Rest, |p| p.origin),
+            toml_properties: previous.and_then(|p| p.toml_properties),
+            deleted: false,
+        })?;
+        Ok((config, created))
+    }
+
+    /// Changes some keys of a connector's configuration: `None` removes a key.
+    pub async fn patch(
+        &self,
+        name: &str,
+        changes: BTreeMap<String, Option<String>>,
+    ) -> Result<ConnectorConfig, ControlError> {
+        let mut properties = self.supervisor.status(name).await?.config.properties;
+        for (key, value) in changes {
+            match value {
+                Some(value) => properties.insert(key, value),
+                None => properties.remove(&key),
+            };
+        }
+        Ok(self.put(name, properties).await?.0)
+    }
+
+    /// Deletes a connector.
+    pub async fn delete(&self, name: &str) -> Result<(), ControlError> {
+        self.supervisor.delete(name).await?;
+        match self.stored(name)? {
+            Some(mut record) if record.origin == Origin::Toml => {
+                record.deleted = true;
+                self.store.save(&record)?;
+            }
+            _ => self.store.remove(name)?,
+        }
+        Ok(())
+    }
+
+    /// Pauses, resumes or stops a connector and records it.
+    pub async fn apply_target(&self, name: &str, target: TargetState) -> Result<(), ControlError> {
+        match target {
+            TargetState::Running => self.supervisor.resume(name).await?,
+            TargetState::Paused => self.supervisor.pause(name).await?,
+            TargetState::Stopped => self.supervisor.stop(name).await?,
+        }
+        let actual = self.supervisor.target_state(name).await?;
+        if let Some(mut record) = self.stored(name)?
+            && record.target != actual
+        {
+            record.target = actual;
+            self.store.save(&record)?;
+        }
+        Ok(())
+    }
+
+    /// Restarts a connector.
+    pub async fn restart(&self, name: &str, only_failed: bool) -> Result<(), ControlError> {
+        Ok(self.supervisor.restart(name, only_failed).await?)
+    }
+
+    /// A connector's status.
+    pub async fn status(&self, name: &str) -> Result<ConnectorStatus, ControlError> {
+        Ok(self.supervisor.status(name).await?)
+    }
+
+    /// Committed offsets.
+    pub async fn offsets(&self, name: &str) -> Result<Vec<PartitionOffset>, ControlError> {
+        Ok(self.supervisor.committed_offsets(name).await?)
+    }
+
+    /// Alters offsets (STOPPED only).
+    pub async fn alter_offsets(
+        &self,
+        name: &str,
+        changes: Vec<OffsetChange>,
+    ) -> Result<(), ControlError> {
+        Ok(self.supervisor.alter_offsets(name, changes).await?)
+    }
+
+    /// Resets offsets (STOPPED only).
+    pub async fn reset_offsets(&self, name: &str) -> Result<(), ControlError> {
+        Ok(self.supervisor.reset_offsets(name).await?)
+    }
+
+    /// The topics the connector has consumed from since it was created or
+    /// its topics were last reset: topics whose committed offsets exist and
+    /// have moved since the reset.
+    pub async fn active_topics(&self, name: &str) -> Result<Vec<String>, ControlError> {
+        let fingerprints = fingerprints(self.supervisor.committed_offsets(name).await?);
+        let resets = self.store.topic_resets(name)?;
+        Ok(fingerprints
+            .into_iter()
+            .filter(|(topic, print)| resets.get(topic) != Some(print))
+            .map(|(topic, _)| topic)
+            .collect())
+    }
+
+    /// Forgets the active topics (offsets are not touched).
+    pub async fn reset_topics(&self, name: &str) -> Result<(), ControlError> {
+        let fingerprints = fingerprints(self.supervisor.committed_offsets(name).await?);
+        self.store.set_topic_resets(name, &fingerprints)?;
+        Ok(())
+    }
+
+    fn stored(&self, name: &str) -> Result<Option<StoredConnector>, ControlError> {
+        Ok(self.store.load_all()?.into_iter().find(|c| c.name == name))
+    }
+}
+
+/// Per topic, its committed offsets as text (`p:o,p:o`).
+fn fingerprints(offsets: Vec<PartitionOffset>) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    for p in offsets {
+        let entry = out.entry(p.topic).or_default();
+        if !entry.is_empty() {
+            entry.push(',');
+        }
+        entry.push_str(&format!("{}:{}", p.partition, p.offset));
+    }
+    out
+}
