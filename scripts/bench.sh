@@ -95,11 +95,12 @@ stop() {
     done
     PIDS=("${kept[@]}")
 }
-# Stops every process still running.
+# Stops every process still running, the last started first (wasmsink
+# before the receiver and the broker it needs to shut down cleanly).
 stop_all() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        stop "$pid"
+    local n
+    for ((n = ${#PIDS[@]} - 1; n >= 0; n--)); do
+        stop "${PIDS[n]}"
     done
 }
 trap stop_all EXIT

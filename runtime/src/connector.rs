@@ -52,6 +52,10 @@ pub struct ConnectorStats {
     pub skipped: AtomicU64,
     /// HTTP attempts by status class, and their latency.
     pub attempts: crate::metrics::AttemptStats,
+    /// Guest calls and their time.
+    pub guest_calls: crate::metrics::GuestCallStats,
+    /// Consumer lag per partition, shared with the consumer's statistics callback.
+    pub lag: std::sync::Arc<crate::metrics::ConsumerLag>,
 }
 
 /// A point-in-time copy of [`ConnectorStats`].
@@ -126,6 +130,7 @@ impl Connector {
         dead_letter: Option<DeadLetterProducer>,
         shutdown: &CancellationToken,
         paused: watch::Sender<bool>,
+        lag: std::sync::Arc<crate::metrics::ConsumerLag>,
     ) -> Self {
         Self {
             paused,
@@ -133,7 +138,10 @@ impl Connector {
             sink,
             guests,
             dead_letter,
-            stats: ConnectorStats::default(),
+            stats: ConnectorStats {
+                lag,
+                ..ConnectorStats::default()
+            },
             state: Mutex::new(ConnectorState::Running),
             guest_failures: Mutex::new(VecDeque::new()),
             halt: shutdown.child_token(),

@@ -26,6 +26,7 @@ use crate::guest::bindings::{
     TransformOutcome,
 };
 use crate::guest::{GuestError, LaneGuests};
+use crate::metrics::GuestExport;
 use crate::sink::PreparedRequest;
 
 /// A lane asks for its partition to be paused past this many queued records…
@@ -266,6 +267,7 @@ impl Lane {
                 NullValueBehavior::Send => {}
             }
         }
+        let started = Instant::now();
         let transformed = match guest.transform(record).await {
             Err(error) if error.is_call_failure() => {
                 self.note_retrying(record, &error);
@@ -273,6 +275,9 @@ impl Lane {
             }
             other => other,
         };
+        stats
+            .guest_calls
+            .record(GuestExport::Transform, started.elapsed());
         let request = match transformed {
             Err(error) => return self.guest_failed(record, error, 0, None).await,
             Ok(TransformOutcome::Skip) => {
@@ -331,6 +336,7 @@ impl Lane {
                 attempt,
                 elapsed_ms: started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
             };
+            let deciding = Instant::now();
             let decided = match guest.decide(&reference, &outcome, info).await {
                 Err(error) if error.is_call_failure() => {
                     self.note_retrying(record, &error);
@@ -338,6 +344,9 @@ impl Lane {
                 }
                 other => other,
             };
+            stats
+                .guest_calls
+                .record(GuestExport::Decide, deciding.elapsed());
             let decision = match decided {
                 Ok(decision) => decision,
                 Err(error) => return self.guest_failed(record, error, attempt, last_status).await,

@@ -45,6 +45,67 @@ impl AttemptStats {
     }
 }
 
+/// Guest calls per export and the time they took.
+#[derive(Debug, Default)]
+pub struct GuestCallStats {
+    /// Calls: index 0 `transform`, 1 `decide`.
+    calls: [AtomicU64; 2],
+    /// Their total time in nanoseconds.
+    nanos: [AtomicU64; 2],
+}
+
+/// Which guest export a call went to, for [`GuestCallStats`].
+#[derive(Debug, Clone, Copy)]
+pub enum GuestExport {
+    /// `transform`.
+    Transform = 0,
+    /// `decide`.
+    Decide = 1,
+}
+
+impl GuestCallStats {
+    /// Records one call and how long it took.
+    pub fn record(&self, export: GuestExport, elapsed: Duration) {
+        self.calls[export as usize].fetch_add(1, Ordering::Relaxed);
+        self.nanos[export as usize].fetch_add(
+            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// Consumer lag per partition (high watermark minus committed offset), as
+/// librdkafka's statistics report it every few seconds.
+#[derive(Debug, Default)]
+pub struct ConsumerLag {
+    partitions: std::sync::Mutex<std::collections::BTreeMap<(String, i32), i64>>,
+}
+
+impl ConsumerLag {
+    /// Replaces the table with the lag of every assigned partition in `statistics`.
+    pub fn update(&self, statistics: &rdkafka::Statistics) {
+        let mut table = std::collections::BTreeMap::new();
+        for (topic, stats) in &statistics.topics {
+            for (partition, p) in &stats.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    table.insert((topic.clone(), *partition), p.consumer_lag);
+                }
+            }
+        }
+        *self.partitions.lock().expect("lag lock") = table;
+    }
+
+    /// (topic, partition, lag) rows.
+    pub fn rows(&self) -> Vec<(String, i32, i64)> {
+        self.partitions
+            .lock()
+            .expect("lag lock")
+            .iter()
+            .map(|((t, p), lag)| (t.clone(), *p, *lag))
+            .collect()
+    }
+}
+
 /// A counter's name, help and how to read it.
 type Counter = (&'static str, &'static str, fn(&ConnectorStatus) -> u64);
 
@@ -56,6 +117,10 @@ pub struct ConnectorMetrics<'a> {
     pub status: &'a ConnectorStatus,
     /// Attempt counters of the live instance, if any.
     pub attempts: Option<&'a AttemptStats>,
+    /// Guest call counters of the live instance, if any.
+    pub guest_calls: Option<&'a GuestCallStats>,
+    /// Consumer lag of the live instance, if any.
+    pub lag: Option<&'a ConsumerLag>,
 }
 
 /// Renders every connector's metrics in the Prometheus text format.
@@ -168,6 +233,48 @@ pub fn render(connectors: &[ConnectorMetrics<'_>]) -> String {
             escape(&c.status.config.name),
             attempts.guest_failures.load(Ordering::Relaxed)
         );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP wasmsink_guest_calls_total Guest calls by export."
+    );
+    let _ = writeln!(out, "# TYPE wasmsink_guest_calls_total counter");
+    let _ = writeln!(
+        out,
+        "# HELP wasmsink_guest_call_seconds_total Time spent in guest calls, by export."
+    );
+    let _ = writeln!(out, "# TYPE wasmsink_guest_call_seconds_total counter");
+    for c in connectors {
+        let Some(guest) = c.guest_calls else { continue };
+        let name = escape(&c.status.config.name);
+        for (index, export) in ["transform", "decide"].iter().enumerate() {
+            let calls = guest.calls[index].load(Ordering::Relaxed);
+            let seconds = guest.nanos[index].load(Ordering::Relaxed) as f64 / 1e9;
+            let _ = writeln!(
+                out,
+                "wasmsink_guest_calls_total{{connector=\"{name}\",export=\"{export}\"}} {calls}"
+            );
+            let _ = writeln!(
+                out,
+                "wasmsink_guest_call_seconds_total{{connector=\"{name}\",export=\"{export}\"}} {seconds}"
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP wasmsink_consumer_lag Records behind the partition's end (high watermark minus committed offset)."
+    );
+    let _ = writeln!(out, "# TYPE wasmsink_consumer_lag gauge");
+    for c in connectors {
+        let Some(lag) = c.lag else { continue };
+        let name = escape(&c.status.config.name);
+        for (topic, partition, records) in lag.rows() {
+            let _ = writeln!(
+                out,
+                "wasmsink_consumer_lag{{connector=\"{name}\",topic=\"{}\",partition=\"{partition}\"}} {records}",
+                escape(&topic)
+            );
+        }
     }
     let _ = writeln!(
         out,

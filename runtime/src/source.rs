@@ -38,6 +38,8 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("auto.offset.reset", "earliest"),
     ("auto.commit.interval.ms", "1000"),
     ("queued.max.messages.kbytes", "16384"),
+    // Feeds the consumer-lag metric.
+    ("statistics.interval.ms", "5000"),
 ];
 
 /// Why a connector's consumer could not start.
@@ -65,6 +67,7 @@ pub struct SourceContext {
     log: LogContext,
     lanes: Arc<Mutex<LaneRegistry>>,
     paused: tokio::sync::watch::Receiver<bool>,
+    lag: Arc<crate::metrics::ConsumerLag>,
 }
 
 impl ClientContext for SourceContext {
@@ -74,6 +77,10 @@ impl ClientContext for SourceContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         self.log.error(error, reason);
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.lag.update(&statistics);
     }
 }
 
@@ -152,6 +159,7 @@ impl Source {
         connector: &crate::config::ConnectorConfig,
         kafka: &std::collections::BTreeMap<String, String>,
         paused: tokio::sync::watch::Receiver<bool>,
+        lag: Arc<crate::metrics::ConsumerLag>,
     ) -> Result<Self, SourceError> {
         let lanes = Arc::new(Mutex::new(LaneRegistry::default()));
         let client_id = format!("wasmsink-{}", connector.name);
@@ -167,6 +175,7 @@ impl Source {
             log: LogContext::new(connector.name.clone()),
             lanes: lanes.clone(),
             paused,
+            lag,
         };
         let consumer = client_config(kafka, &defaults, &connector.consumer_overrides, &forced)
             .create_with_context(context)

@@ -138,6 +138,34 @@ async fn the_seed_rest_calls_verbatim_manage_a_delivering_connector() {
     let expected: BTreeMap<String, usize> = bodies(0, 15).into_iter().map(|b| (b, 1)).collect();
     assert_eq!(counts(&receiver), expected, "each record exactly once");
 
+    // Metrics: consumer lag (from librdkafka's statistics, every 5 s) falls
+    // to 0 once everything is committed, and guest calls are counted.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let lag_line =
+        r#"wasmsink_consumer_lag{connector="integration",topic="person",partition="0"} 0"#;
+    let metrics = loop {
+        let (_, metrics) = call(api, Method::GET, "/metrics", None).await;
+        let text = metrics.as_str().unwrap_or_default().to_owned();
+        if text.lines().any(|l| l == lag_line) {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no zero lag reported:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    for export in ["transform", "decide"] {
+        let prefix =
+            format!(r#"wasmsink_guest_calls_total{{connector="integration",export="{export}"}} "#);
+        let calls: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        assert!(calls >= 5, "{export} calls: {calls}\n{metrics}");
+    }
+
     // "Delete Connection": nothing more is delivered.
     let (status, _) = call(api, Method::DELETE, "/connectors/integration", None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);

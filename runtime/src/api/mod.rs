@@ -155,6 +155,8 @@ async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
         .map(|(status, connector)| crate::metrics::ConnectorMetrics {
             status,
             attempts: connector.as_ref().map(|c| &c.stats.attempts),
+            guest_calls: connector.as_ref().map(|c| &c.stats.guest_calls),
+            lag: connector.as_ref().map(|c| &*c.stats.lag),
         })
         .collect();
     (

@@ -492,8 +492,9 @@ impl Inner {
             .transpose()
             .map_err(|e| fail(e.to_string()))?;
         let (paused_tx, paused_rx) = tokio::sync::watch::channel(false);
-        let source =
-            Source::new(config, &self.kafka, paused_rx).map_err(|e| fail(e.to_string()))?;
+        let lag = Arc::new(crate::metrics::ConsumerLag::default());
+        let source = Source::new(config, &self.kafka, paused_rx, lag.clone())
+            .map_err(|e| fail(e.to_string()))?;
         let connector = Arc::new(Connector::new(
             config.clone(),
             sink,
@@ -501,6 +502,7 @@ impl Inner {
             dead_letter,
             &self.shutdown,
             paused_tx,
+            lag,
         ));
         Ok(Ready { connector, source })
     }
