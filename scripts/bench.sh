@@ -228,7 +228,7 @@ wait_for_records() {
 # Ends scenario $1 as failed because of $2.
 fail_scenario() {
     stop_all
-    FAILED=1 RESULT[$1.verdict]=FAILED
+    FAILED=1
     printf 'RESULT scenario=%s status=FAILED reason="%s" logs=%s\n' "$1" "$2" "$dir" | tee -a "$OUT/summary.txt"
     table_note "$1" "FAILED: $2"
 }
@@ -307,132 +307,163 @@ configure() {
     esac
 }
 
-run_scenario() {
-    local name="$1" topic_list n verdict
-    configure "$name"
-    dir="$OUT/$name"
-    mkdir -p "$dir"
-    if [ "$name" = envelope-guest ] && [ -z "$guest_path" ]; then
-        log "$name: SKIPPED (placeholder): no json_envelope.wasm built by guest-examples yet (or set ENVELOPE_WASM)"
-        printf 'RESULT scenario=%s status=SKIPPED reason="json_envelope.wasm not built yet"\n' "$name"
-        table_note "$name" "skipped: json_envelope.wasm not built yet"
-        return
-    fi
-    log "$name: broker, $topics topic(s) x $partitions partition(s), $records records of $value_size bytes"
-
+# Starts a fresh broker and creates the scenario's topics; sets BROKER_PORT
+# and TOPIC_LIST.
+start_broker() {
+    local n topic
     BROKER_PORT="$(free_port)"
     spawn "$dir/broker.log" "$TANSU_BIN" broker \
         --listener-url "tcp://127.0.0.1:$BROKER_PORT" --advertised-listener-url "tcp://127.0.0.1:$BROKER_PORT"
-    local broker_pid=$SPAWNED
     for ((n = 0; n < 200; n++)); do
         (exec 3<>"/dev/tcp/127.0.0.1/$BROKER_PORT") 2>/dev/null && break
         sleep 0.05
     done
-    topic_list=""
+    TOPIC_LIST=""
     for ((n = 0; n < topics; n++)); do
-        "$TANSU_BIN" topic create --broker "tcp://127.0.0.1:$BROKER_PORT" \
-            --partitions "$partitions" "$(printf 'bench-%02d' "$n")" >>"$dir/topics.log" 2>&1
-        topic_list+="${topic_list:+,}$(printf 'bench-%02d' "$n")"
+        topic="$(printf 'bench-%02d' "$n")"
+        "$TANSU_BIN" topic create --broker "tcp://127.0.0.1:$BROKER_PORT" --partitions "$partitions" "$topic" \
+            >>"$dir/topics.log" 2>&1
+        TOPIC_LIST+="${TOPIC_LIST:+,}$topic"
     done
-    local load=("$BIN/bench-load" produce --brokers "127.0.0.1:$BROKER_PORT" --topics "$topic_list"
-        --partitions "$partitions" --keys "$KEYS" --value-size "$value_size")
-    "${load[@]}" --records "$records" >"$dir/fill.log" 2>&1 || die "filling failed; see $dir/fill.log"
-    log "$name: $(cat "$dir/fill.log")"
+}
 
-    # The limit is always wrk's with 12 connections to an always-200
-    # receiver. A scenario with fewer lanes or a slow receiver also gets its
-    # own limit: as many connections as lanes, to a receiver just as slow.
-    local lanes=$((topics * partitions)) own_limit=-
-    LIMIT=-
-    if [ "$smoke" = 0 ]; then
-        measure_limit "$value_size" "$WRK_CONNECTIONS"
-        LIMIT=$MEASURED
-        log "$name: physical limit $LIMIT requests/s (wrk, $WRK_CONNECTIONS connections, ${wrk_seconds} s)"
-        if [ "$lanes" -lt "$WRK_CONNECTIONS" ] || [ "$delay_ms" != 0 ]; then
-            measure_limit "$value_size" "$((lanes < WRK_CONNECTIONS ? lanes : WRK_CONNECTIONS))" --delay-ms "$delay_ms"
-            own_limit=$MEASURED
-            log "$name: scenario limit $own_limit requests/s (wrk, $((lanes < WRK_CONNECTIONS ? lanes : WRK_CONNECTIONS)) connection(s), receiver delay ${delay_ms} ms)"
-        fi
+# bench-load produce for the scenario's topics, with extra flags "$@",
+# logging to $dir/$1.log.
+load() {
+    local log_name="$1"; shift
+    "$BIN/bench-load" produce --brokers "127.0.0.1:$BROKER_PORT" --topics "$TOPIC_LIST" --partitions "$partitions" \
+        --keys "$KEYS" --value-size "$value_size" "$@" >"$dir/$log_name.log" 2>&1 ||
+        die "bench-load failed; see $dir/$log_name.log"
+    log "$name: $(cat "$dir/$log_name.log")"
+}
+
+# The limit is always wrk's with 12 connections to an always-200 receiver.
+# A scenario with fewer lanes or a slow receiver also gets its own limit: as
+# many connections as lanes, to a receiver just as slow. Sets LIMIT and
+# OWN_LIMIT ("-" when not measured).
+measure_limits() {
+    local connections=$((topics * partitions < WRK_CONNECTIONS ? topics * partitions : WRK_CONNECTIONS))
+    LIMIT=- OWN_LIMIT=-
+    [ "$smoke" = 0 ] || return 0
+    measure_limit "$value_size" "$WRK_CONNECTIONS"
+    LIMIT=$MEASURED
+    log "$name: physical limit $LIMIT requests/s (wrk, $WRK_CONNECTIONS connections, ${wrk_seconds} s)"
+    if [ "$connections" -lt "$WRK_CONNECTIONS" ] || [ "$delay_ms" != 0 ]; then
+        measure_limit "$value_size" "$connections" --delay-ms "$delay_ms"
+        OWN_LIMIT=$MEASURED
+        log "$name: own limit $OWN_LIMIT requests/s (wrk, $connections connection(s), receiver delay ${delay_ms} ms)"
     fi
+}
 
-    start_receiver "$dir/receiver.log" --fail-fraction "$fail_fraction" --delay-ms "$delay_ms"
-    write_config
-    if [ -n "$guest_path" ] && ! "$BIN/wasmsink" check --config "$dir/wasmsink.toml" >"$dir/check.log" 2>&1; then
-        log "$name: SKIPPED (placeholder): wasmsink does not accept guest.path yet; see $dir/check.log"
-        printf 'RESULT scenario=%s status=SKIPPED reason="guest.path not supported yet"\n' "$name"
-        table_note "$name" "skipped: guest.path not supported yet"
-        stop "$RECEIVER_PID"; stop "$broker_pid"
-        return
-    fi
-
-    local launch_us=${EPOCHREALTIME/./}
+# Starts wasmsink and waits for every connector's partitions; sets
+# WASMSINK_PID, LAUNCH_US, READY_MS, ASSIGNED_MS and CPU_READY.
+launch_wasmsink() {
+    LAUNCH_US=${EPOCHREALTIME/./}
     spawn "$dir/wasmsink.log" env RUST_LOG=info "$BIN/wasmsink" --log-format json run --config "$dir/wasmsink.toml"
-    local pid=$SPAWNED
+    WASMSINK_PID=$SPAWNED
     wait_for_line "$dir/wasmsink.log" "partitions assigned" 60 "$topics"
-    local cpu_ready perf_pid="" ready_ms assigned_ms
-    cpu_ready="$(cpu_seconds "$pid")"
+    CPU_READY="$(cpu_seconds "$WASMSINK_PID")"
     # "Ready" is, for now, the last connector's "connector running" line;
     # "assigned" adds the consumer-group join.
-    ready_ms="$(calc "($(log_time_us "$dir/wasmsink.log" "connector running") - $launch_us) / 1000" %.0f)"
-    assigned_ms="$(calc "($(log_time_us "$dir/wasmsink.log" "partitions assigned") - $launch_us) / 1000" %.0f)"
+    READY_MS="$(calc "($(log_time_us "$dir/wasmsink.log" "connector running") - $LAUNCH_US) / 1000" %.0f)"
+    ASSIGNED_MS="$(calc "($(log_time_us "$dir/wasmsink.log" "partitions assigned") - $LAUNCH_US) / 1000" %.0f)"
+}
+
+# Delivers the filled topics, optionally under perf; sets RATE, FROM_START
+# and CPU_US, or WAIT_ERROR.
+measure_throughput() {
+    local perf_pid="" cpu_done first_us last_us
     if [ "$perf" = 1 ]; then
-        spawn "$dir/perf.log" perf record -F 499 --call-graph dwarf,16384 -o "$dir/perf.data" -p "$pid"
+        spawn "$dir/perf.log" perf record -F 499 --call-graph dwarf,16384 -o "$dir/perf.data" -p "$WASMSINK_PID"
         perf_pid=$SPAWNED
     fi
-
-    wait_for_records "$RECEIVER_PORT" "$records" "$pid"
-    [ -z "$WAIT_ERROR" ] || { fail_scenario "$name" "$WAIT_ERROR"; return; }
-    local cpu_done first_us last_us rate from_start cpu_us
-    cpu_done="$(cpu_seconds "$pid")"
+    wait_for_records "$RECEIVER_PORT" "$records" "$WASMSINK_PID"
+    [ -z "$WAIT_ERROR" ] || return 0
+    cpu_done="$(cpu_seconds "$WASMSINK_PID")"
     [ -z "$perf_pid" ] || stop "$perf_pid"
     first_us="$(field first_us "$STATS")" last_us="$(field last_us "$STATS")"
-    rate="$(per_second "$records" "$first_us" "$last_us")"
-    from_start="$(per_second "$records" "$launch_us" "$last_us")"
-    cpu_us="$(calc "($cpu_done - $cpu_ready) * 1e6 / $records" %.1f)"
+    RATE="$(per_second "$records" "$first_us" "$last_us")"
+    FROM_START="$(per_second "$records" "$LAUNCH_US" "$last_us")"
+    CPU_US="$(calc "($cpu_done - $CPU_READY) * 1e6 / $records" %.1f)"
+}
 
-    local expected=$records p50="-" p99="-" ack_p99="-" half="-"
-    if [ "$smoke" = 0 ]; then
-        local latency_records
-        half="${latency_rate:-$(calc "$rate / 2" %.0f)}"
-        latency_records="$(calc "$half * $latency_seconds" %.0f)"
-        log "$name: latency run, $latency_records records at $half records/s"
-        "${load[@]}" --records "$latency_records" --first-index "$records" --rate "$half" \
-            >"$dir/latency-load.log" 2>&1 || die "paced load failed; see $dir/latency-load.log"
-        log "$name: $(cat "$dir/latency-load.log")"
-        ack_p99="$(grep -o 'p99_ms=[0-9.]*' "$dir/latency-load.log" | cut -d= -f2)"
-        expected=$((records + latency_records))
-        wait_for_records "$RECEIVER_PORT" "$expected" "$pid"
-        [ -z "$WAIT_ERROR" ] || { fail_scenario "$name" "$WAIT_ERROR"; return; }
-        p50="$(calc "$(field latency_p50_us "$STATS") / 1000")"
-        p99="$(calc "$(field latency_p99_us "$STATS") / 1000")"
-    fi
+# Produces at half the measured rate (or --latency-rate) with produce times
+# embedded; sets EXPECTED, LATENCY_RATE, P50, P99 and ACK_P99, or WAIT_ERROR.
+measure_latency() {
+    local latency_records
+    EXPECTED=$records LATENCY_RATE=- P50=- P99=- ACK_P99=-
+    [ "$smoke" = 0 ] || return 0
+    LATENCY_RATE="${latency_rate:-$(calc "$RATE / 2" %.0f)}"
+    latency_records="$(calc "$LATENCY_RATE * $latency_seconds" %.0f)"
+    log "$name: latency run, $latency_records records at $LATENCY_RATE records/s"
+    load latency-load --records "$latency_records" --first-index "$records" --rate "$LATENCY_RATE"
+    ACK_P99="$(grep -o 'p99_ms=[0-9.]*' "$dir/latency-load.log" | cut -d= -f2)"
+    EXPECTED=$((records + latency_records))
+    wait_for_records "$RECEIVER_PORT" "$EXPECTED" "$WASMSINK_PID"
+    [ -z "$WAIT_ERROR" ] || return 0
+    P50="$(calc "$(field latency_p50_us "$STATS") / 1000")"
+    P99="$(calc "$(field latency_p99_us "$STATS") / 1000")"
+}
 
-    local rss
-    rss="$(peak_rss_mib "$pid")"
-    stop "$pid"
-    local exit_status=$STOP_STATUS
+# Stops everything, checks the receiver's counts and prints the RESULT line.
+finish_scenario() {
+    local rss missing duplicates order exit_status verdict=OK ratio=- own_ratio=- own_cell=-
+    rss="$(peak_rss_mib "$WASMSINK_PID")"
+    stop "$WASMSINK_PID"
+    exit_status=$STOP_STATUS
     STATS="$(receiver_stats "$RECEIVER_PORT")"
     printf '%s\n' "$STATS" >"$dir/stats.json"
-    stop "$RECEIVER_PID"
-    stop "$broker_pid"
-
-    local missing duplicates order
-    missing=$((expected - $(field distinct "$STATS")))
+    stop_all
+    missing=$((EXPECTED - $(field distinct "$STATS")))
     duplicates="$(field duplicates "$STATS")" order="$(field order_violations "$STATS")"
-    verdict=OK
     if [ "$missing" != 0 ] || [ "$duplicates" != 0 ] || [ "$order" != 0 ] || [ "$exit_status" != 0 ]; then
         verdict=FAILED FAILED=1
     fi
-    local ratio="-" own_ratio="-"
-    [ "$LIMIT" = - ] || ratio="$(calc "$rate / $LIMIT")"
-    [ "$own_limit" = - ] || own_ratio="$(calc "$rate / $own_limit")"
-    RESULT[$name.rate]=$rate RESULT[$name.ratio]=$ratio RESULT[$name.cpu]=$cpu_us RESULT[$name.rss]=$rss
-    RESULT[$name.ready]=$ready_ms RESULT[$name.p99]=$p99 RESULT[$name.verdict]=$verdict
-    printf 'RESULT scenario=%s records=%s rate=%s/s limit=%s ratio=%s scenario_limit=%s scenario_ratio=%s from_start=%s/s cpu_us_per_record=%s peak_rss_mib=%s ready_ms=%s assigned_ms=%s latency_rate=%s/s p50_ms=%s p99_ms=%s broker_ack_p99_ms=%s missing=%s duplicates=%s order_violations=%s exit=%s status=%s\n' \
-        "$name" "$expected" "$rate" "$LIMIT" "$ratio" "$own_limit" "$own_ratio" "$from_start" "$cpu_us" "$rss" "$ready_ms" "$assigned_ms" "$half" "$p50" "$p99" "$ack_p99" \
-        "$missing" "$duplicates" "$order" "$exit_status" "$verdict" | tee -a "$OUT/summary.txt"
-    printf '| %s | %s | %s | %s | %s (%s) | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$rate" "$ratio" "$LIMIT" \
-        "$own_limit" "$own_ratio" "$from_start" "$cpu_us" "$rss" "$ready_ms" "$p50" "$p99" "$verdict" >>"$OUT/results.md"
+    [ "$LIMIT" = - ] || ratio="$(calc "$RATE / $LIMIT")"
+    [ "$OWN_LIMIT" = - ] || own_ratio="$(calc "$RATE / $OWN_LIMIT")" own_cell="$OWN_LIMIT ($own_ratio)"
+    RESULT[$name.ratio]=$ratio RESULT[$name.cpu]=$CPU_US RESULT[$name.rss]=$rss
+    RESULT[$name.ready]=$READY_MS RESULT[$name.p99]=$P99
+    printf 'RESULT scenario=%s records=%s rate=%s/s limit=%s ratio=%s own_limit=%s own_ratio=%s from_start=%s/s cpu_us_per_record=%s peak_rss_mib=%s ready_ms=%s assigned_ms=%s latency_rate=%s/s p50_ms=%s p99_ms=%s broker_ack_p99_ms=%s missing=%s duplicates=%s order_violations=%s exit=%s status=%s\n' \
+        "$name" "$EXPECTED" "$RATE" "$LIMIT" "$ratio" "$OWN_LIMIT" "$own_ratio" "$FROM_START" "$CPU_US" "$rss" \
+        "$READY_MS" "$ASSIGNED_MS" "$LATENCY_RATE" "$P50" "$P99" "$ACK_P99" "$missing" "$duplicates" "$order" \
+        "$exit_status" "$verdict" | tee -a "$OUT/summary.txt"
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$RATE" "$ratio" "$LIMIT" \
+        "$own_cell" "$FROM_START" "$CPU_US" "$rss" "$READY_MS" "$P50" "$P99" "$verdict" >>"$OUT/results.md"
+}
+
+# Prints a SKIPPED line for scenario $name because of $1.
+skip_scenario() {
+    log "$name: SKIPPED (placeholder): $1"
+    printf 'RESULT scenario=%s status=SKIPPED reason="%s"\n' "$name" "$1" | tee -a "$OUT/summary.txt"
+    table_note "$name" "skipped: $1"
+    stop_all
+}
+
+run_scenario() {
+    name="$1"
+    configure "$name"
+    dir="$OUT/$name"
+    mkdir -p "$dir"
+    if [ "$name" = envelope-guest ] && [ -z "$guest_path" ]; then
+        skip_scenario "no json_envelope.wasm built by guest-examples yet (set ENVELOPE_WASM)"
+        return
+    fi
+    log "$name: broker, $topics topic(s) x $partitions partition(s), $records records of $value_size bytes"
+    start_broker
+    load fill --records "$records"
+    measure_limits
+    start_receiver "$dir/receiver.log" --fail-fraction "$fail_fraction" --delay-ms "$delay_ms"
+    write_config
+    if [ -n "$guest_path" ] && ! "$BIN/wasmsink" check --config "$dir/wasmsink.toml" >"$dir/check.log" 2>&1; then
+        skip_scenario "this wasmsink refuses guest.path (see $dir/check.log)"
+        return
+    fi
+    launch_wasmsink
+    measure_throughput
+    [ -z "$WAIT_ERROR" ] || { fail_scenario "$name" "$WAIT_ERROR"; return; }
+    measure_latency
+    [ -z "$WAIT_ERROR" ] || { fail_scenario "$name" "$WAIT_ERROR"; return; }
+    finish_scenario
 }
 
 # Prints whether target "$1" holds: value $2, comparison $3 (le or ge), bound $4.
@@ -474,6 +505,6 @@ if [ "$smoke" = 0 ]; then
     log "table: $OUT/results.md"
 fi
 if [ "$FAILED" = 1 ]; then
-    die "records were lost, duplicated or reordered, or wasmsink did not exit cleanly: see the RESULT lines"
+    die "a scenario failed (records lost, duplicated or reordered, a connector failed, or no clean exit): see the RESULT lines"
 fi
 log "every record delivered exactly once and in order"
