@@ -1,6 +1,6 @@
 //! Start-up refusal, crash recovery and graceful shutdown.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::support::{Broker, PATIENCE, Receiver, Wasmsink, config, offsets_by_partition};
@@ -109,23 +109,7 @@ async fn kill_9_mid_run_then_restart_delivers_every_record_at_least_once() {
     );
 
     let _second = Wasmsink::start(dir.path(), &config);
-    let deadline = std::time::Instant::now() + PATIENCE * 2;
-    loop {
-        let delivered: BTreeSet<(i32, i64)> = receiver
-            .requests()
-            .iter()
-            .map(|r| (r.position().1, r.position().2))
-            .collect();
-        if delivered.len() == 300 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "only {} distinct records delivered after the restart",
-            delivered.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    receiver.wait_for_distinct(300, PATIENCE * 2).await;
     let all = receiver.requests();
     let (first_run, second_run) = all.split_at(before);
     let first_offsets = offsets_by_partition(first_run);
@@ -230,23 +214,9 @@ async fn a_rebalance_between_two_instances_loses_nothing() {
     receiver.wait_for(20, PATIENCE).await;
     // A second instance joins the same consumer group: partitions move.
     let second = Wasmsink::start(dir_b.path(), &instance("b"));
-    let deadline = std::time::Instant::now() + PATIENCE * 2;
-    loop {
-        let delivered: BTreeSet<(i32, i64)> = receiver
-            .requests()
-            .iter()
-            .map(|r| (r.position().1, r.position().2))
-            .collect();
-        if delivered.len() == 4 * PER_PARTITION as usize {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "only {} distinct records delivered",
-            delivered.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    receiver
+        .wait_for_distinct(4 * PER_PARTITION as usize, PATIENCE * 2)
+        .await;
     assert!(
         first.log().contains("partitions revoked"),
         "no rebalance happened:\n{}",

@@ -138,6 +138,25 @@ impl Receiver {
         }
     }
 
+    /// Waits until `count` distinct records (by topic, partition and offset)
+    /// have arrived, however many times each; panics after `timeout`.
+    pub async fn wait_for_distinct(&self, count: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let distinct: std::collections::BTreeSet<_> =
+                self.requests().iter().map(Received::position).collect();
+            if distinct.len() >= count {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {count} distinct records arrived within {timeout:?}",
+                distinct.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits `quiet` and asserts that no more than `count` requests arrived.
     pub async fn assert_no_more_than(&self, count: usize, quiet: Duration) {
         tokio::time::sleep(quiet).await;
