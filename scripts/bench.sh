@@ -267,7 +267,10 @@ write_config() {
             printf '"%s" = "%s"\n' "${property%%=*}" "${property#*=}"
         done
         echo
-        printf '[runtime]\nshutdown.timeout.sec = 10\n'
+        printf '[runtime]\nshutdown.timeout.sec = 10\n\n'
+        # Each scenario gets its own connector store, and the REST API a free
+        # port, so that runs never share state or collide with other processes.
+        printf '[server]\nlisten = "127.0.0.1:0"\n\n[store]\ndata.dir = "%s/data"\n' "$PWD/$dir"
         for ((n = 0; n < topics; n++)); do
             printf '\n[connectors.bench-%02d]\ntopics = "bench-%02d"\n' "$n" "$n"
             printf 'callback.request.url = "http://127.0.0.1:%s/sink"\n' "$RECEIVER_PORT"
