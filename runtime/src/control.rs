@@ -220,6 +220,18 @@ impl Control {
     ) -> Result<ConnectorConfig, ControlError> {
         let config = Self::validate(name, &properties)?;
         self.supervisor.create(config.clone(), target).await?;
+        self.save_rest_change(name, properties, target)?;
+        Ok(config)
+    }
+
+    /// Stores a REST change, keeping the connector's origin and the TOML
+    /// table it was last declared with.
+    fn save_rest_change(
+        &self,
+        name: &str,
+        properties: BTreeMap<String, String>,
+        target: TargetState,
+    ) -> Result<(), ControlError> {
         let previous = self.stored(name)?;
         self.store.save(&StoredConnector {
             name: name.to_owned(),
@@ -229,7 +241,7 @@ impl Control {
             toml_properties: previous.and_then(|p| p.toml_properties),
             deleted: false,
         })?;
-        Ok(config)
+        Ok(())
     }
 
     /// Creates or replaces a connector's configuration; true when created.
@@ -241,15 +253,7 @@ impl Control {
         let config = Self::validate(name, &properties)?;
         let created = self.supervisor.put(config.clone()).await?;
         let target = self.supervisor.target_state(name).await?;
-        let previous = self.stored(name)?;
-        self.store.save(&StoredConnector {
-            name: name.to_owned(),
-            properties,
-            target,
-            origin: previous.as_ref().map_or(Origin::Rest, |p| p.origin),
-            toml_properties: previous.and_then(|p| p.toml_properties),
-            deleted: false,
-        })?;
+        self.save_rest_change(name, properties, target)?;
         Ok((config, created))
     }
 

@@ -102,13 +102,7 @@ impl Supervisor {
             });
         }
         let slots = self.inner.slots.lock().await;
-        let slot = slots
-            .get(name)
-            .ok_or_else(|| SupervisorError::NotFound(name.to_owned()))?;
-        if slot.target != TargetState::Stopped || slot.instance.is_some() {
-            return Err(OffsetsError::NotStopped(name.to_owned()));
-        }
-        let config = slot.config.clone();
+        let config = stopped_config(&slots, name)?;
         let kafka = self.inner.kafka.clone();
         // The slot lock is held so that nobody resumes the connector meanwhile.
         blocking(move || commit_changes(&config, &kafka, &changes)).await
@@ -118,13 +112,7 @@ impl Supervisor {
     /// start follows `auto.offset.reset`); only while STOPPED.
     pub async fn reset_offsets(&self, name: &str) -> Result<(), OffsetsError> {
         let slots = self.inner.slots.lock().await;
-        let slot = slots
-            .get(name)
-            .ok_or_else(|| SupervisorError::NotFound(name.to_owned()))?;
-        if slot.target != TargetState::Stopped || slot.instance.is_some() {
-            return Err(OffsetsError::NotStopped(name.to_owned()));
-        }
-        let config = slot.config.clone();
+        let config = stopped_config(&slots, name)?;
         let kafka = self.inner.kafka.clone();
         let admin: AdminClient<DefaultClientContext> =
             client_config(&kafka, &[], &config.consumer_overrides, &[])
@@ -283,4 +271,19 @@ fn commit_changes(
             Err(error) => return Err(kafka_error(error)),
         }
     }
+}
+
+/// The configuration of a connector that is STOPPED with no live instance:
+/// offsets may only change then.
+fn stopped_config(
+    slots: &BTreeMap<String, super::Slot>,
+    name: &str,
+) -> Result<ConnectorConfig, OffsetsError> {
+    let slot = slots
+        .get(name)
+        .ok_or_else(|| SupervisorError::NotFound(name.to_owned()))?;
+    if slot.target != TargetState::Stopped || slot.instance.is_some() {
+        return Err(OffsetsError::NotStopped(name.to_owned()));
+    }
+    Ok(slot.config.clone())
 }
