@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::config::{ConfigProblem, ConnectorConfig};
+use crate::messenger::Messenger;
 use crate::store::{ConnectorStore, Origin, StoreError, StoredConnector};
 use crate::supervisor::{
     ConnectorStatus, OffsetChange, OffsetsError, PartitionOffset, Supervisor, SupervisorError,
@@ -53,6 +54,28 @@ impl Control {
     /// The supervisor.
     pub fn supervisor(&self) -> &Supervisor {
         &self.supervisor
+    }
+
+    /// The connectors whose dead letters go through `messenger` (named by
+    /// id or name in `errors.deadletterqueue.messenger`).
+    pub async fn connectors_using_messenger(&self, messenger: &Messenger) -> Vec<String> {
+        self.supervisor
+            .statuses()
+            .await
+            .into_iter()
+            .filter(|status| {
+                status
+                    .config
+                    .dead_letter
+                    .as_ref()
+                    .and_then(|d| d.messenger.as_deref())
+                    .is_some_and(|reference| {
+                        reference == messenger.name
+                            || uuid::Uuid::parse_str(reference).is_ok_and(|id| id == messenger.id)
+                    })
+            })
+            .map(|status| status.config.name)
+            .collect()
     }
 
     /// Starts the process's connectors: the file's tables and the stored

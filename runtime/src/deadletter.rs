@@ -1,6 +1,9 @@
 //! The dead-letter topic: records a connector gives up on are produced there,
 //! with their original key, value and headers plus context headers, before
-//! their offset is committed.
+//! their offset is committed. The producer is the connector's own (on the
+//! `[kafka]` cluster) or, with `errors.deadletterqueue.messenger`, a Kafka
+//! messenger's, so dead letters may go to another cluster with its own
+//! credentials.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,6 +15,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use crate::config::DeadLetterConfig;
 use crate::guest::bindings::KafkaRecord;
 use crate::kafka::{LogContext, client_config};
+use crate::messenger::{Messengers, Outgoing, SendFailure};
 
 /// How long a dead-letter record may wait in the producer's queue.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -43,37 +47,90 @@ pub enum DeadLetterError {
         /// librdkafka's error.
         error: KafkaError,
     },
+    /// `errors.deadletterqueue.messenger` names no messenger.
+    #[error("errors.deadletterqueue.messenger: no messenger has the id or name [{0}]")]
+    UnknownMessenger(String),
+    /// The messenger could not send the record.
+    #[error("producing to dead-letter topic {} through messenger {messenger} failed: {}", .failure.topic, .failure.error)]
+    Messenger {
+        /// The messenger's id.
+        messenger: String,
+        /// Why.
+        failure: Box<SendFailure>,
+    },
+}
+
+/// Who produces the dead letters.
+enum Destination {
+    /// The connector's own producer on the `[kafka]` cluster.
+    Own {
+        producer: FutureProducer<LogContext>,
+        topic: String,
+    },
+    /// A Kafka messenger; `topic` overrides its `defaultTopic`.
+    Messenger {
+        messengers: Messengers,
+        id: uuid::Uuid,
+        topic: Option<String>,
+    },
 }
 
 /// A connector's dead-letter producer.
 pub struct DeadLetterProducer {
-    producer: FutureProducer<LogContext>,
-    topic: String,
+    destination: Destination,
     context_headers: bool,
 }
 
 impl DeadLetterProducer {
-    /// Creates the producer from the `[kafka]` properties and the connector's
-    /// `producer.override.*` properties.
+    /// Creates the producer: a messenger's when the config names one (it
+    /// must exist), otherwise one from the `[kafka]` properties and the
+    /// connector's `producer.override.*` properties.
     pub fn new(
         connector: &str,
         config: &DeadLetterConfig,
         kafka: &BTreeMap<String, String>,
         overrides: &BTreeMap<String, String>,
+        messengers: &Messengers,
     ) -> Result<Self, DeadLetterError> {
-        let producer = client_config(kafka, &[("acks", "all")], overrides, &[])
-            .create_with_context(LogContext::new(format!("{connector}/dead-letter")))
-            .map_err(DeadLetterError::Create)?;
+        let destination = match (&config.messenger, &config.topic) {
+            (Some(reference), topic) => {
+                let messenger = messengers
+                    .find(reference)
+                    .ok_or_else(|| DeadLetterError::UnknownMessenger(reference.clone()))?;
+                Destination::Messenger {
+                    messengers: messengers.clone(),
+                    id: messenger.id,
+                    topic: topic.clone(),
+                }
+            }
+            (None, topic) => Destination::Own {
+                producer: client_config(kafka, &[("acks", "all")], overrides, &[])
+                    .create_with_context(LogContext::new(format!("{connector}/dead-letter")))
+                    .map_err(DeadLetterError::Create)?,
+                topic: topic.clone().unwrap_or_default(),
+            },
+        };
         Ok(Self {
-            producer,
-            topic: config.topic.clone(),
+            destination,
             context_headers: config.context_headers,
         })
     }
 
-    /// The topic records go to.
-    pub fn topic(&self) -> &str {
-        &self.topic
+    /// The topic records go to now.
+    pub fn topic(&self) -> String {
+        match &self.destination {
+            Destination::Own { topic, .. } => topic.clone(),
+            Destination::Messenger {
+                messengers,
+                id,
+                topic,
+            } => topic.clone().unwrap_or_else(|| {
+                messengers
+                    .get(id)
+                    .map(|m| m.default_topic)
+                    .unwrap_or_default()
+            }),
+        }
     }
 
     /// Produces `record` to the dead-letter topic and waits for the broker's
@@ -113,20 +170,44 @@ impl DeadLetterProducer {
                 }
             }
         }
-        let mut message = FutureRecord::<[u8], [u8]>::to(&self.topic).headers(headers);
-        if let Some(key) = &record.key {
-            message = message.key(key.as_slice());
+        match &self.destination {
+            Destination::Own { producer, topic } => {
+                let mut message = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
+                if let Some(key) = &record.key {
+                    message = message.key(key.as_slice());
+                }
+                if let Some(value) = &record.value {
+                    message = message.payload(value.as_slice());
+                }
+                producer
+                    .send(message, QUEUE_TIMEOUT)
+                    .await
+                    .map(|_| ())
+                    .map_err(|(error, _)| DeadLetterError::Produce {
+                        topic: topic.clone(),
+                        error,
+                    })
+            }
+            Destination::Messenger {
+                messengers,
+                id,
+                topic,
+            } => {
+                let outgoing = Outgoing {
+                    topic: topic.clone(),
+                    key: record.key.clone(),
+                    value: record.value.clone(),
+                    headers,
+                };
+                messengers
+                    .send(id, outgoing)
+                    .await
+                    .map(|_| ())
+                    .map_err(|failure| DeadLetterError::Messenger {
+                        messenger: id.to_string(),
+                        failure: Box::new(failure),
+                    })
+            }
         }
-        if let Some(value) = &record.value {
-            message = message.payload(value.as_slice());
-        }
-        self.producer
-            .send(message, QUEUE_TIMEOUT)
-            .await
-            .map(|_| ())
-            .map_err(|(error, _)| DeadLetterError::Produce {
-                topic: self.topic.clone(),
-                error,
-            })
     }
 }

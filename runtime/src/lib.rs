@@ -4,7 +4,8 @@
 //! `delivery` (the lane: delay, guest `transform`, HTTP attempts, guest
 //! `decide`, dead letters) → `sink` (the HTTP client). The `guest` module
 //! hosts the WebAssembly components; `config` reads and validates the TOML
-//! file; `supervisor` starts, changes and stops the connectors.
+//! file; `supervisor` starts, changes and stops the connectors; `messenger`
+//! offers FusionAuth-compatible Kafka messengers; `api` serves both over REST.
 #![warn(missing_docs)]
 
 pub mod api;
@@ -15,6 +16,7 @@ pub mod deadletter;
 pub mod delivery;
 pub mod guest;
 pub mod kafka;
+pub mod messenger;
 pub mod metrics;
 pub mod quickstart;
 pub mod sink;

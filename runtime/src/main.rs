@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use wasmsink::control::Control;
 use wasmsink::guest::GuestEngine;
+use wasmsink::messenger::Messengers;
 use wasmsink::store::SqliteStore;
 use wasmsink::supervisor::Supervisor;
 
@@ -254,9 +255,17 @@ async fn run(path: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let messengers = match Messengers::open(store.clone()) {
+        Ok(messengers) => messengers,
+        Err(error) => {
+            eprintln!("cannot read the messengers: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let shutdown = CancellationToken::new();
     let supervisor = Supervisor::new(
         engine,
+        messengers.clone(),
         config.kafka.clone(),
         config.runtime.clone(),
         shutdown.clone(),
@@ -276,6 +285,7 @@ async fn run(path: Option<PathBuf>) -> ExitCode {
     let api_shutdown = CancellationToken::new();
     let router = wasmsink::api::router(
         control.clone(),
+        messengers,
         local.clone(),
         config.server.api_keys.clone(),
     );

@@ -87,6 +87,7 @@ pub async fn run(records: u32) -> anyhow::Result<()> {
     let engine = GuestEngine::new()?;
     let supervisor = Supervisor::new(
         engine,
+        crate::messenger::Messengers::in_memory()?,
         config.kafka,
         config.runtime,
         CancellationToken::new(),

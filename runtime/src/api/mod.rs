@@ -2,14 +2,21 @@
 //! `/metrics` and `/openapi.json`, served by axum in the same process as the
 //! connectors.
 //!
-//! Errors use Connect's body `{"error_code": N, "message": "..."}`; bodies
-//! are limited to [`BODY_LIMIT`] bytes (413 beyond); a wrong method is 405;
-//! when API keys are configured every endpoint but `/health` needs one (401
-//! with an empty body otherwise).
+//! The same server offers FusionAuth's Kafka Messenger API
+//! (`/api/messenger/**`) and event log API (`/api/system/event-log/**`) in
+//! FusionAuth's shapes (see [`fusionauth`]).
+//!
+//! Connect's errors use its body `{"error_code": N, "message": "..."}`;
+//! bodies are limited to [`BODY_LIMIT`] bytes (413 beyond); a wrong method is
+//! 405; when API keys are configured every endpoint but `/health` needs one
+//! (401 with an empty body otherwise).
 
 mod auth;
 mod connectors;
 mod error;
+mod event_log;
+pub mod fusionauth;
+mod messenger;
 mod plugins;
 
 use std::net::SocketAddr;
@@ -28,6 +35,7 @@ pub use error::ApiError;
 
 use crate::config::ApiKey;
 use crate::control::Control;
+use crate::messenger::Messengers;
 
 /// Largest accepted request body.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -57,6 +65,14 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/connectors/{name}/topics/reset", &["PUT"]),
     ("/connector-plugins", &["GET"]),
     ("/connector-plugins/{plugin}/config/validate", &["PUT"]),
+    ("/api/messenger", &["GET", "POST"]),
+    (
+        "/api/messenger/{messengerId}",
+        &["GET", "POST", "PUT", "PATCH", "DELETE"],
+    ),
+    ("/api/messenger/{messengerId}/send", &["POST"]),
+    ("/api/system/event-log/search", &["GET", "POST"]),
+    ("/api/system/event-log/{eventLogId}", &["GET"]),
 ];
 
 /// What every handler shares.
@@ -64,14 +80,22 @@ pub const ROUTES: &[(&str, &[&str])] = &[
 pub struct ApiState {
     /// Connector management.
     pub control: Control,
+    /// The Kafka messengers and the event log.
+    pub messengers: Messengers,
     /// `host:port` reported as `worker_id`.
     pub worker_id: Arc<str>,
 }
 
 /// The API's router.
-pub fn router(control: Control, worker_id: String, keys: Vec<ApiKey>) -> Router {
+pub fn router(
+    control: Control,
+    messengers: Messengers,
+    worker_id: String,
+    keys: Vec<ApiKey>,
+) -> Router {
     let state = ApiState {
         control,
+        messengers,
         worker_id: worker_id.into(),
     };
     let keys = Keys(Arc::new(keys));
@@ -82,6 +106,8 @@ pub fn router(control: Control, worker_id: String, keys: Vec<ApiKey>) -> Router 
         .route("/openapi.json", get(openapi))
         .merge(connectors::routes())
         .merge(plugins::routes())
+        .merge(messenger::routes())
+        .merge(event_log::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -172,18 +198,26 @@ async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
-async fn not_found(uri: Uri) -> ApiError {
+async fn not_found(uri: Uri) -> axum::response::Response {
+    if uri.path().starts_with(fusionauth::PREFIX) {
+        return fusionauth::empty(StatusCode::NOT_FOUND);
+    }
     ApiError::new(
         StatusCode::NOT_FOUND,
         format!("HTTP 404 Not Found: {}", uri.path()),
     )
+    .into_response()
 }
 
-async fn method_not_allowed() -> ApiError {
+async fn method_not_allowed(uri: Uri) -> axum::response::Response {
+    if uri.path().starts_with(fusionauth::PREFIX) {
+        return fusionauth::empty(StatusCode::METHOD_NOT_ALLOWED);
+    }
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "HTTP 405 Method Not Allowed",
     )
+    .into_response()
 }
 
 #[cfg(test)]

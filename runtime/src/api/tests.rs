@@ -55,18 +55,20 @@ impl Api {
             ("bootstrap.servers".to_owned(), cluster.bootstrap_servers()),
             ("session.timeout.ms".to_owned(), "6000".to_owned()),
         ]);
+        let store = Arc::new(match data_dir {
+            Some(dir) => SqliteStore::open(dir).unwrap(),
+            None => SqliteStore::in_memory().unwrap(),
+        });
+        let messengers = Messengers::open(store.clone()).unwrap();
         let supervisor = Supervisor::new(
             GuestEngine::new().unwrap(),
+            messengers.clone(),
             kafka,
             RuntimeConfig {
                 shutdown_timeout: Duration::from_secs(2),
             },
             CancellationToken::new(),
         );
-        let store: Arc<dyn crate::store::ConnectorStore> = match data_dir {
-            Some(dir) => Arc::new(SqliteStore::open(dir).unwrap()),
-            None => Arc::new(SqliteStore::in_memory().unwrap()),
-        };
         let control = Control::new(supervisor.clone(), store);
         control.restore(Vec::new()).await.unwrap();
         let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
@@ -74,7 +76,7 @@ impl Api {
         let stop = CancellationToken::new();
         tokio::spawn(serve(
             listener,
-            router(control, addr.to_string(), keys),
+            router(control, messengers, addr.to_string(), keys),
             stop.clone(),
         ));
         Self {
@@ -152,7 +154,9 @@ async fn every_documented_route_is_served() {
         let concrete = path
             .replace("{name}", "nobody")
             .replace("{id}", "0")
-            .replace("{plugin}", "HttpSink");
+            .replace("{plugin}", "HttpSink")
+            .replace("{messengerId}", "8b277ae3-7b76-4e1e-bb07-7320046355bc")
+            .replace("{eventLogId}", "1");
         for method in *methods {
             let method = Method::from_bytes(method.as_bytes()).unwrap();
             let (status, body) = api.raw(method.clone(), &concrete, "{}", None).await;
@@ -435,6 +439,7 @@ async fn api_keys_guard_everything_but_health() {
             key: "reader".into(),
             endpoints: vec!["/connectors".into()],
             methods: vec!["GET".into()],
+            expires_at: None,
         },
     ];
     let api = Api::start(keys, None).await;

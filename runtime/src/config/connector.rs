@@ -114,11 +114,16 @@ pub enum NullValueBehavior {
     Send,
 }
 
-/// The dead-letter topic.
+/// The dead-letter topic, and who produces to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetterConfig {
-    /// `errors.deadletterqueue.topic.name`.
-    pub topic: String,
+    /// `errors.deadletterqueue.topic.name`; with a messenger and no topic,
+    /// the messenger's `defaultTopic`.
+    pub topic: Option<String>,
+    /// `errors.deadletterqueue.messenger`: the id or name of a Kafka
+    /// messenger whose producer (its own cluster and credentials) writes the
+    /// dead letters; without one, the connector's `[kafka]` cluster.
+    pub messenger: Option<String>,
     /// `errors.deadletterqueue.context.headers.enable` (default true): add the
     /// `__connect.errors.*` context headers.
     pub context_headers: bool,
@@ -455,6 +460,7 @@ impl<'a> Reader<'a> {
     fn dead_letter(&mut self) -> Option<DeadLetterConfig> {
         const TOPIC: &str = "errors.deadletterqueue.topic.name";
         const HEADERS: &str = "errors.deadletterqueue.context.headers.enable";
+        const MESSENGER: &str = "errors.deadletterqueue.messenger";
         let context_headers = match self.take(HEADERS).map(str::to_ascii_lowercase).as_deref() {
             None | Some("true") => true,
             Some("false") => false,
@@ -463,13 +469,20 @@ impl<'a> Reader<'a> {
                 true
             }
         };
-        let topic = self.take(TOPIC)?;
-        if !is_valid_topic_name(topic) {
+        let messenger = self.take(MESSENGER).map(str::to_owned);
+        let topic = self.take(TOPIC);
+        if let Some(topic) = topic
+            && !is_valid_topic_name(topic)
+        {
             self.problem(TOPIC, format!("\"{topic}\" is not a valid topic name"));
             return None;
         }
+        if topic.is_none() && messenger.is_none() {
+            return None;
+        }
         Some(DeadLetterConfig {
-            topic: topic.to_owned(),
+            topic: topic.map(str::to_owned),
+            messenger,
             context_headers,
         })
     }
@@ -570,6 +583,7 @@ const KNOWN_KEYS: &[&str] = &[
     "behavior.on.null.values",
     "errors.deadletterqueue.topic.name",
     "errors.deadletterqueue.context.headers.enable",
+    "errors.deadletterqueue.messenger",
 ];
 
 fn closest_known_key(key: &str) -> Option<&'static str> {
@@ -852,9 +866,24 @@ mod tests {
         assert_eq!(
             config.dead_letter,
             Some(DeadLetterConfig {
-                topic: "orders-dlq".into(),
+                topic: Some("orders-dlq".into()),
+                messenger: None,
                 context_headers: false
             })
+        );
+        let via_messenger =
+            parse(&[("errors.deadletterqueue.messenger", " dlq-cluster ")]).unwrap();
+        assert_eq!(
+            via_messenger.dead_letter,
+            Some(DeadLetterConfig {
+                topic: None,
+                messenger: Some("dlq-cluster".into()),
+                context_headers: true
+            })
+        );
+        assert_eq!(
+            problem_keys(&[("errors.deadletterqueue.messenger", "")]),
+            ["errors.deadletterqueue.messenger"]
         );
         let keys = problem_keys(&[
             ("request.delay.sec", "-1"),

@@ -78,7 +78,7 @@ pub(super) fn read(
                 }
                 "dead-letter" => problem(
                     key,
-                    "dead-letter needs errors.deadletterqueue.topic.name".into(),
+                    "dead-letter needs errors.deadletterqueue.topic.name or errors.deadletterqueue.messenger".into(),
                 ),
                 "drop" => settings.errors = GuestErrorPolicy::Drop,
                 other => problem(

@@ -57,6 +57,9 @@ pub struct ApiKey {
     pub endpoints: Vec<String>,
     /// Upper-case HTTP methods this key may use; empty means every method.
     pub methods: Vec<String>,
+    /// When the key stops working, epoch milliseconds (FusionAuth's
+    /// `expirationInstant`); `None` never.
+    pub expires_at: Option<i64>,
 }
 
 impl ApiKey {
@@ -66,7 +69,13 @@ impl ApiKey {
             key: key.into(),
             endpoints: Vec::new(),
             methods: Vec::new(),
+            expires_at: None,
         }
+    }
+
+    /// Whether the key has expired at `now` (epoch milliseconds).
+    pub fn expired_at(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
     }
 
     /// Whether this key may call `method path`.
@@ -90,6 +99,7 @@ impl fmt::Debug for ApiKey {
             .field("key", &"<redacted>")
             .field("endpoints", &self.endpoints)
             .field("methods", &self.methods)
+            .field("expires_at", &self.expires_at)
             .finish()
     }
 }
@@ -167,6 +177,7 @@ fn parse_api_key(
     let mut key = None;
     let mut endpoints = Vec::new();
     let mut methods = Vec::new();
+    let mut expires_at = None;
     let strings = |value: &toml::Value| -> Option<Vec<String>> {
         value
             .as_array()?
@@ -200,9 +211,16 @@ fn parse_api_key(
                     "must be a list of HTTP methods",
                 )),
             },
+            ("expires", value) => match expiry(value) {
+                Some(at_ms) => expires_at = Some(at_ms),
+                None => problems.push(ConfigProblem::global(
+                    format!("{at}.expires"),
+                    "must be a date-time with an offset (2027-01-31T00:00:00Z) or epoch milliseconds",
+                )),
+            },
             (other, _) => problems.push(ConfigProblem::global(
                 format!("{at}.{other}"),
-                "unknown key or wrong type; an API key has key, endpoints and methods",
+                "unknown key or wrong type; an API key has key, endpoints, methods and expires",
             )),
         }
     }
@@ -213,7 +231,43 @@ fn parse_api_key(
         key: key?,
         endpoints,
         methods,
+        expires_at,
     })
+}
+
+/// An expiry as epoch milliseconds: a TOML offset date-time, or a number
+/// of milliseconds as FusionAuth's `expirationInstant`.
+fn expiry(value: &toml::Value) -> Option<i64> {
+    match value {
+        toml::Value::Integer(ms) => Some(*ms),
+        toml::Value::Datetime(datetime) => {
+            let date = datetime.date?;
+            let time = datetime.time?;
+            let offset_minutes = match datetime.offset? {
+                toml::value::Offset::Z => 0,
+                toml::value::Offset::Custom { minutes } => i64::from(minutes),
+            };
+            let days = days_from_civil(i64::from(date.year), date.month.into(), date.day.into());
+            let seconds = days * 86_400
+                + i64::from(time.hour) * 3_600
+                + i64::from(time.minute) * 60
+                + i64::from(time.second)
+                - offset_minutes * 60;
+            Some(seconds * 1_000 + i64::from(time.nanosecond / 1_000_000))
+        }
+        _ => None,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
 }
 
 /// Parses the `[store]` table.
@@ -317,6 +371,28 @@ mod tests {
         assert!(!limited.allows("GET", "/connectors"));
         assert!(server.api_keys[0].allows("DELETE", "/connectors/a"));
         assert!(!format!("{server:?}").contains("k1"));
+    }
+
+    #[test]
+    fn keys_expire_at_a_date_time_or_epoch_milliseconds() {
+        let mut problems = Vec::new();
+        let server = parse_server(
+            &table(
+                "[[api_keys]]\nkey = \"a\"\nexpires = 2027-01-31T01:00:00+01:00\n\
+                 [[api_keys]]\nkey = \"b\"\nexpires = 1735689600000\n\
+                 [[api_keys]]\nkey = \"c\"\nexpires = \"tomorrow\"\n",
+            ),
+            &mut problems,
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "server.api_keys[2].expires");
+        // 2027-01-31T00:00:00Z
+        assert_eq!(server.api_keys[0].expires_at, Some(1_801_353_600_000));
+        assert!(!server.api_keys[0].expired_at(1_801_353_599_999));
+        assert!(server.api_keys[0].expired_at(1_801_353_600_000));
+        assert_eq!(server.api_keys[1].expires_at, Some(1_735_689_600_000));
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
     }
 
     #[test]

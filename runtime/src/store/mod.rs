@@ -5,12 +5,14 @@
 //! by several wasmsink instances can come later. The embedded default is
 //! [`SqliteStore`], one SQLite file in the data directory.
 
+mod messengers;
 mod sqlite;
 
 use std::collections::BTreeMap;
 
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
 
+use crate::messenger::{EventLogEntry, EventLogSearch, EventLogType, Messenger};
 use crate::supervisor::TargetState;
 
 /// Where a connector was first declared.
@@ -67,7 +69,7 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// A stored row could not be read.
-    #[error("store: corrupt row for connector {name}: {reason}")]
+    #[error("store: corrupt row for {name}: {reason}")]
     Corrupt {
         /// The connector.
         name: String,
@@ -101,6 +103,38 @@ pub trait ConnectorStore: Send + Sync {
         resets: &BTreeMap<String, String>,
     ) -> Result<(), StoreError>;
 }
+
+/// Keeps Kafka messengers across restarts.
+pub trait MessengerStore: Send + Sync {
+    /// Every stored messenger.
+    fn load_messengers(&self) -> Result<Vec<Messenger>, StoreError>;
+    /// Inserts or replaces a messenger.
+    fn save_messenger(&self, messenger: &Messenger) -> Result<(), StoreError>;
+    /// Forgets a messenger.
+    fn remove_messenger(&self, id: &uuid::Uuid) -> Result<(), StoreError>;
+}
+
+/// The event log: the newest [`EVENT_LOG_CAPACITY`] entries are kept.
+pub trait EventLogStore: Send + Sync {
+    /// Writes an entry and returns it with its id.
+    fn append_event_log(
+        &self,
+        kind: EventLogType,
+        message: &str,
+        insert_instant: i64,
+    ) -> Result<EventLogEntry, StoreError>;
+    /// The entry with `id`.
+    fn event_log(&self, id: i64) -> Result<Option<EventLogEntry>, StoreError>;
+    /// One page of the entries a search matches, and how many match in all.
+    fn search_event_logs(
+        &self,
+        search: &EventLogSearch,
+    ) -> Result<(Vec<EventLogEntry>, u64), StoreError>;
+}
+
+/// How many event log entries are kept; older ones are removed as new ones
+/// arrive.
+pub const EVENT_LOG_CAPACITY: i64 = 10_000;
 
 /// The text of a target state in the store and the API.
 pub fn target_name(target: TargetState) -> &'static str {

@@ -11,10 +11,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{ConnectorStore, Origin, StoreError, StoredConnector, parse_target, target_name};
 
 /// The schema version this wasmsink writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Migrations; entry `n` takes the schema from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE connectors (
         name            TEXT PRIMARY KEY NOT NULL,
         properties      TEXT NOT NULL,   -- JSON object, secret references unresolved
@@ -30,7 +31,22 @@ const MIGRATIONS: &[&str] = &["
         fingerprint TEXT NOT NULL,       -- committed offsets when the topics were reset
         PRIMARY KEY (name, topic)
     );
-"];
+",
+    "
+    CREATE TABLE messengers (
+        id       TEXT PRIMARY KEY NOT NULL, -- lower-case UUID
+        name     TEXT NOT NULL UNIQUE,
+        document TEXT NOT NULL              -- the messenger as JSON
+    );
+    CREATE TABLE event_logs (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        insert_instant INTEGER NOT NULL,    -- epoch milliseconds
+        type           TEXT NOT NULL,       -- Information | Debug | Error
+        message        TEXT NOT NULL
+    );
+    CREATE INDEX event_logs_by_instant ON event_logs (insert_instant);
+",
+];
 
 /// A SQLite-file store.
 pub struct SqliteStore {
@@ -74,7 +90,7 @@ impl SqliteStore {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.connection.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -85,7 +101,7 @@ fn to_json(map: &BTreeMap<String, String>) -> String {
 
 fn from_json(name: &str, text: &str) -> Result<BTreeMap<String, String>, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
-        name: name.to_owned(),
+        name: format!("connector {name}"),
         reason: e.to_string(),
     })
 }
@@ -111,7 +127,7 @@ impl ConnectorStore for SqliteStore {
         for row in rows {
             let (name, properties, target, origin, toml, deleted) = row?;
             let corrupt = |reason: &str| StoreError::Corrupt {
-                name: name.clone(),
+                name: format!("connector {name}"),
                 reason: reason.to_owned(),
             };
             out.push(StoredConnector {

@@ -28,6 +28,7 @@ use crate::config::{ConnectorConfig, RuntimeConfig};
 use crate::connector::{Connector, ConnectorState, StatsSnapshot};
 use crate::deadletter::DeadLetterProducer;
 use crate::guest::{GuestEngine, GuestPlan};
+use crate::messenger::Messengers;
 use crate::sink::HttpSink;
 use crate::source::Source;
 
@@ -129,6 +130,7 @@ pub struct Supervisor {
 
 struct Inner {
     engine: GuestEngine,
+    messengers: Messengers,
     kafka: BTreeMap<String, String>,
     runtime: RuntimeConfig,
     shutdown: CancellationToken,
@@ -137,15 +139,18 @@ struct Inner {
 
 impl Supervisor {
     /// A supervisor whose connectors use the `[kafka]` properties `kafka`
-    /// and halt when `shutdown` is cancelled.
+    /// (and `messengers` for dead letters that name one) and halt when
+    /// `shutdown` is cancelled.
     pub fn new(
         engine: GuestEngine,
+        messengers: Messengers,
         kafka: BTreeMap<String, String>,
         runtime: RuntimeConfig,
         shutdown: CancellationToken,
     ) -> Self {
         let inner = Inner {
             engine,
+            messengers,
             kafka,
             runtime,
             shutdown,
@@ -487,7 +492,13 @@ impl Inner {
             .dead_letter
             .as_ref()
             .map(|dlq| {
-                DeadLetterProducer::new(&config.name, dlq, &self.kafka, &config.producer_overrides)
+                DeadLetterProducer::new(
+                    &config.name,
+                    dlq,
+                    &self.kafka,
+                    &config.producer_overrides,
+                    &self.messengers,
+                )
             })
             .transpose()
             .map_err(|e| fail(e.to_string()))?;

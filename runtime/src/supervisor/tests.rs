@@ -52,6 +52,7 @@ impl Harness {
         };
         let supervisor = Supervisor::new(
             GuestEngine::new().unwrap(),
+            crate::messenger::Messengers::in_memory().unwrap(),
             kafka,
             runtime,
             CancellationToken::new(),
