@@ -881,10 +881,6 @@ mod tests {
                 context_headers: true
             })
         );
-        assert_eq!(
-            problem_keys(&[("errors.deadletterqueue.messenger", "")]),
-            ["errors.deadletterqueue.messenger"]
-        );
         let keys = problem_keys(&[
             ("request.delay.sec", "-1"),
             ("behavior.on.null.values", "drop"),
