@@ -222,3 +222,6 @@ async fn method_not_allowed(uri: Uri) -> axum::response::Response {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fusionauth_tests;

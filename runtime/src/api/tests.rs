@@ -17,10 +17,10 @@ use crate::guest::GuestEngine;
 use crate::store::SqliteStore;
 use crate::supervisor::Supervisor;
 
-struct Api {
+pub(super) struct Api {
     _cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
-    base: String,
-    client: reqwest::Client,
+    pub(super) base: String,
+    pub(super) client: reqwest::Client,
     supervisor: Supervisor,
     stop: CancellationToken,
 }
@@ -47,7 +47,7 @@ fn seed_config(url: &str) -> Value {
 }
 
 impl Api {
-    async fn start(keys: Vec<ApiKey>, data_dir: Option<&std::path::Path>) -> Self {
+    pub(super) async fn start(keys: Vec<ApiKey>, data_dir: Option<&std::path::Path>) -> Self {
         crate::install_tls_provider();
         let cluster = MockCluster::new(1).unwrap();
         cluster.create_topic("t", 1, 1).unwrap();
@@ -123,7 +123,7 @@ impl Api {
         (response.status(), response.text().await.unwrap())
     }
 
-    async fn shutdown(self) {
+    pub(super) async fn shutdown(self) {
         self.supervisor.shutdown().await;
         self.stop.cancel();
     }
