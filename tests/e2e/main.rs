@@ -10,5 +10,6 @@ mod dead_letters;
 mod delivery;
 mod guests;
 mod lifecycle;
+mod messengers;
 mod rest;
 mod strategies;
