@@ -285,8 +285,9 @@ async fn rest_connectors_come_back_with_their_state_after_a_restart() {
     assert_eq!(counts(&receiver), expected);
 }
 
-/// Schemathesis (from PyPI) drives every operation of `/openapi.json`
-/// with generated inputs; no answer may be a 5xx and the process must live.
+/// Schemathesis (from PyPI) drives every operation of `/openapi.json` but
+/// the messenger send with generated inputs; no answer may be a 5xx and the
+/// process must live.
 /// Short mode: a few examples per operation and a 40 s budget;
 /// `SCHEMATHESIS_MAX_EXAMPLES` and `SCHEMATHESIS_MAX_TIME` (seconds) raise them.
 #[tokio::test(flavor = "multi_thread")]
@@ -312,6 +313,9 @@ async fn fuzzing_the_api_from_its_openapi_document_finds_no_server_error() {
         std::process::Command::new(schemathesis)
             .args(["run", &format!("{api}/openapi.json"), "--url", &api])
             .args(["--checks", "not_a_server_error"])
+            // A messenger's send answers 502/504 by design when its Kafka
+            // cannot be reached (tests/e2e/messengers.rs covers it).
+            .args(["--exclude-operation-id", "sendMessage"])
             .args(["--phases", "examples,fuzzing"])
             .args(["--max-examples", &examples, "--workers", "1"])
             .args(["--request-timeout", "30", "--max-time", &budget])
