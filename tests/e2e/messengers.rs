@@ -13,20 +13,7 @@ use serde_json::{Value, json};
 use crate::support::{Broker, PATIENCE, Receiver, Wasmsink, config, header_value, please_retry};
 
 async fn call(api: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    wasmsink::install_tls_provider();
-    let mut request = reqwest::Client::new().request(method, format!("{api}{path}"));
-    if let Some(body) = body {
-        request = request
-            .header("content-type", "application/json")
-            .body(body.to_string());
-    }
-    let response = request.send().await.expect("REST call");
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    crate::support::call(api, method, path, body.map(|b| b.to_string()).as_deref()).await
 }
 
 async fn create_messenger(api: &str, body: Value) -> String {

@@ -7,31 +7,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::support::{Broker, PATIENCE, Receiver, Wasmsink, config};
+use crate::support::{Broker, PATIENCE, Receiver, Wasmsink, call, config};
 
 /// A config file with the broker and no connector: REST-only operation.
 fn rest_only(broker: &Broker) -> String {
     config(broker, "")
-}
-
-async fn call(api: &str, method: Method, path: &str, body: Option<&str>) -> (StatusCode, Value) {
-    wasmsink::install_tls_provider();
-    let client = reqwest::Client::new();
-    let mut request = client.request(method, format!("{api}{path}"));
-    if let Some(body) = body {
-        request = request
-            .header("content-type", "application/json")
-            .body(body.to_owned());
-    }
-    let response = request.send().await.expect("REST call");
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
 }
 
 async fn produce(broker: &Broker, topic: &str, from: usize, to: usize) {

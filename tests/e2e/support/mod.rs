@@ -8,9 +8,37 @@ mod receiver;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
 pub use broker::{Broker, header_value};
 pub use process::Wasmsink;
 pub use receiver::{Received, Receiver};
+
+/// Calls the REST API at `api` with an optional JSON body; the answer's
+/// status and body (as JSON, or as a JSON string when it is not JSON).
+pub async fn call(
+    api: &str,
+    method: Method,
+    path: &str,
+    body: Option<&str>,
+) -> (StatusCode, Value) {
+    wasmsink::install_tls_provider();
+    let client = reqwest::Client::new();
+    let mut request = client.request(method, format!("{api}{path}"));
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+    }
+    let response = request.send().await.expect("REST call");
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
 
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
