@@ -53,7 +53,7 @@ pub enum DeadLetterError {
     /// The messenger could not send the record.
     #[error("producing to dead-letter topic {} through messenger {messenger} failed: {}", .failure.topic, .failure.error)]
     Messenger {
-        /// The messenger's id.
+        /// The messenger's name.
         messenger: String,
         /// Why.
         failure: Box<SendFailure>,
@@ -67,10 +67,11 @@ enum Destination {
         producer: FutureProducer<LogContext>,
         topic: String,
     },
-    /// A Kafka messenger; `topic` overrides its `defaultTopic`.
+    /// A Kafka messenger, looked up by id or name at each send; `topic`
+    /// overrides its `defaultTopic`.
     Messenger {
         messengers: Messengers,
-        id: uuid::Uuid,
+        reference: String,
         topic: Option<String>,
     },
 }
@@ -82,9 +83,14 @@ pub struct DeadLetterProducer {
 }
 
 impl DeadLetterProducer {
-    /// Creates the producer: a messenger's when the config names one (it
-    /// must exist), otherwise one from the `[kafka]` properties and the
-    /// connector's `producer.override.*` properties.
+    /// Creates the producer: a messenger's when the config names one,
+    /// otherwise one from the `[kafka]` properties and the connector's
+    /// `producer.override.*` properties.
+    ///
+    /// A messenger is looked up when a dead letter is sent, so a connector
+    /// may start before its messenger is created over REST (a warning says
+    /// so); a dead letter with no messenger to take it stops the connector
+    /// without committing the record.
     pub fn new(
         connector: &str,
         config: &DeadLetterConfig,
@@ -94,12 +100,13 @@ impl DeadLetterProducer {
     ) -> Result<Self, DeadLetterError> {
         let destination = match (&config.messenger, &config.topic) {
             (Some(reference), topic) => {
-                let messenger = messengers
-                    .find(reference)
-                    .ok_or_else(|| DeadLetterError::UnknownMessenger(reference.clone()))?;
+                if messengers.find(reference).is_none() {
+                    tracing::warn!(connector, messenger = %reference,
+                        "errors.deadletterqueue.messenger names no messenger yet; create it before a record needs the dead-letter topic");
+                }
                 Destination::Messenger {
                     messengers: messengers.clone(),
-                    id: messenger.id,
+                    reference: reference.clone(),
                     topic: topic.clone(),
                 }
             }
@@ -122,11 +129,11 @@ impl DeadLetterProducer {
             Destination::Own { topic, .. } => topic.clone(),
             Destination::Messenger {
                 messengers,
-                id,
+                reference,
                 topic,
             } => topic.clone().unwrap_or_else(|| {
                 messengers
-                    .get(id)
+                    .find(reference)
                     .map(|m| m.default_topic)
                     .unwrap_or_default()
             }),
@@ -190,9 +197,12 @@ impl DeadLetterProducer {
             }
             Destination::Messenger {
                 messengers,
-                id,
+                reference,
                 topic,
             } => {
+                let messenger = messengers
+                    .find(reference)
+                    .ok_or_else(|| DeadLetterError::UnknownMessenger(reference.clone()))?;
                 let outgoing = Outgoing {
                     topic: topic.clone(),
                     key: record.key.clone(),
@@ -200,11 +210,11 @@ impl DeadLetterProducer {
                     headers,
                 };
                 messengers
-                    .send(id, outgoing)
+                    .send(&messenger.id, outgoing)
                     .await
                     .map(|_| ())
                     .map_err(|failure| DeadLetterError::Messenger {
-                        messenger: id.to_string(),
+                        messenger: messenger.name,
                         failure: Box::new(failure),
                     })
             }
