@@ -311,6 +311,24 @@ pub fn render(connectors: &[ConnectorMetrics<'_>]) -> String {
     out
 }
 
+/// Appends the messengers' send counters.
+pub fn render_messengers(out: &mut String, counts: &[crate::messenger::SendCounts]) {
+    let _ = writeln!(
+        out,
+        "# HELP wasmsink_messenger_sends_total Messages sent through a Kafka messenger, by outcome (dead letters included)."
+    );
+    let _ = writeln!(out, "# TYPE wasmsink_messenger_sends_total counter");
+    for count in counts {
+        for (outcome, value) in [("sent", count.sent), ("failed", count.failed)] {
+            let _ = writeln!(
+                out,
+                "wasmsink_messenger_sends_total{{messenger=\"{}\",outcome=\"{outcome}\"}} {value}",
+                escape(&count.name)
+            );
+        }
+    }
+}
+
 /// Escapes a label value.
 fn escape(value: &str) -> String {
     value

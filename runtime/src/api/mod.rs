@@ -190,7 +190,11 @@ async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::render(&rows),
+        {
+            let mut text = crate::metrics::render(&rows);
+            crate::metrics::render_messengers(&mut text, &state.messengers.send_counts());
+            text
+        },
     )
 }
 

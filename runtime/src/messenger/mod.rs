@@ -102,8 +102,21 @@ pub struct SendFailure {
     pub event_log: Option<i64>,
 }
 
+/// How many messages one messenger sent and failed to send since the
+/// process started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendCounts {
+    /// The messenger's name.
+    pub name: String,
+    /// Acknowledged sends.
+    pub sent: u64,
+    /// Failed sends.
+    pub failed: u64,
+}
+
 struct Inner {
     store: Arc<dyn MessengerStore>,
+    counts: std::sync::Mutex<std::collections::HashMap<Uuid, (u64, u64)>>,
     event_logs: Arc<dyn EventLogStore>,
     by_id: RwLock<BTreeMap<Uuid, Messenger>>,
     writes: tokio::sync::Mutex<()>,
@@ -137,6 +150,7 @@ impl Messengers {
         Ok(Self {
             inner: Arc::new(Inner {
                 store: store.clone(),
+                counts: Default::default(),
                 event_logs: store,
                 by_id: RwLock::new(by_id),
                 writes: tokio::sync::Mutex::new(()),
@@ -170,6 +184,32 @@ impl Messengers {
             .and_then(|id| by_id.get(&id))
             .or_else(|| by_id.values().find(|m| m.name == reference))
             .cloned()
+    }
+
+    /// Each messenger's send counts, by name.
+    pub fn send_counts(&self) -> Vec<SendCounts> {
+        let counts = self.inner.counts.lock().unwrap_or_else(|p| p.into_inner());
+        self.list()
+            .into_iter()
+            .map(|m| {
+                let (sent, failed) = counts.get(&m.id).copied().unwrap_or_default();
+                SendCounts {
+                    name: m.name,
+                    sent,
+                    failed,
+                }
+            })
+            .collect()
+    }
+
+    fn count(&self, id: &Uuid, ok: bool) {
+        let mut counts = self.inner.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = counts.entry(*id).or_default();
+        if ok {
+            entry.0 += 1;
+        } else {
+            entry.1 += 1;
+        }
     }
 
     /// The event log.
@@ -311,7 +351,9 @@ impl Messengers {
             .unwrap_or_else(|| messenger.default_topic.clone());
         let value_len = outgoing.value.as_ref().map_or(0, Vec::len);
         let keyed = outgoing.key.is_some();
-        match self.produce(&messenger, &topic, outgoing).await {
+        let result = self.produce(&messenger, &topic, outgoing).await;
+        self.count(&messenger.id, result.is_ok());
+        match result {
             Ok(delivered) => {
                 if messenger.debug {
                     self.log(

@@ -198,4 +198,11 @@ async fn an_unreachable_broker_fails_within_max_block_ms_and_leaves_an_error_log
         entry.message
     );
     assert!(!entry.message.contains("hunter2"));
+    assert_eq!(messengers.send_counts()[0].failed, 1);
+    let mut text = String::new();
+    crate::metrics::render_messengers(&mut text, &messengers.send_counts());
+    assert!(
+        text.contains("wasmsink_messenger_sends_total{messenger=\"down\",outcome=\"failed\"} 1"),
+        "{text}"
+    );
 }
