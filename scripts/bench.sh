@@ -313,13 +313,23 @@ configure() {
 # Starts a fresh broker and creates the scenario's topics; sets BROKER_PORT
 # and TOPIC_LIST.
 start_broker() {
-    local n topic
-    BROKER_PORT="$(free_port)"
-    spawn "$dir/broker.log" "$TANSU_BIN" broker \
-        --listener-url "tcp://127.0.0.1:$BROKER_PORT" --advertised-listener-url "tcp://127.0.0.1:$BROKER_PORT"
-    for ((n = 0; n < 200; n++)); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$BROKER_PORT") 2>/dev/null && break
-        sleep 0.05
+    local n topic attempt
+    # A free port can be taken by someone else before tansu binds it; then
+    # tansu exits and another port is tried.
+    for ((attempt = 0; attempt < 5; attempt++)); do
+        BROKER_PORT="$(free_port)"
+        spawn "$dir/broker.log" "$TANSU_BIN" broker \
+            --listener-url "tcp://127.0.0.1:$BROKER_PORT" --advertised-listener-url "tcp://127.0.0.1:$BROKER_PORT"
+        for ((n = 0; n < 200; n++)); do
+            (exec 3<>"/dev/tcp/127.0.0.1/$BROKER_PORT") 2>/dev/null && break
+            sleep 0.05
+        done
+        sleep 0.2
+        if kill -0 "$SPAWNED" 2>/dev/null && ! grep -q "Address in use\|panicked" "$dir/broker.log"; then
+            break
+        fi
+        stop "$SPAWNED"
+        ((attempt < 4)) || die "tansu did not start; see $dir/broker.log"
     done
     TOPIC_LIST=""
     for ((n = 0; n < topics; n++)); do
