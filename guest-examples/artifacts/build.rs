@@ -2,14 +2,14 @@
 //! JavaScript guest (`guest-examples/js-filter`), and copies each component
 //! into `OUT_DIR`, where `src/lib.rs` points at it.
 //!
-//! As `runtime/build.rs` does, the Rust guests are built by a nested `cargo
-//! build` with its own target directory, away from the host's compiler flags.
+//! The Rust guests are built by `wasmsink-guest-build`'s nested `cargo
+//! build`, as the built-in guest is, away from the host's compiler flags.
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const GUEST_TARGET: &str = "wasm32-wasip2";
+use wasmsink_guest_build::{build_guests, copy_component, ensure_guest_target, rerun_if_changed};
 
 /// Rust guests: the file name of each component of the guest workspace.
 const RUST_GUESTS: &[&str] = &[
@@ -43,62 +43,17 @@ fn main() {
         .expect("artifacts/ has a parent")
         .to_path_buf();
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
-    for watched in WATCHED {
-        println!(
-            "cargo:rerun-if-changed={}",
-            guests_dir.join(watched).display()
-        );
-    }
+    rerun_if_changed(WATCHED.iter().map(|w| guests_dir.join(w)));
 
+    ensure_guest_target();
     let target_dir = out_dir.join("guest-target");
-    build_rust_guests(&guests_dir, &target_dir);
+    build_guests(&guests_dir, &target_dir);
     for file in RUST_GUESTS {
-        let built = target_dir.join(GUEST_TARGET).join("release").join(file);
-        std::fs::copy(&built, out_dir.join(file))
-            .unwrap_or_else(|e| panic!("copying {} into OUT_DIR: {e}", built.display()));
+        copy_component(&target_dir, file, &out_dir);
     }
     build_js_guest(
         &guests_dir.join("js-filter"),
         &out_dir.join("js_filter.wasm"),
-    );
-}
-
-/// Builds every member of the guest workspace (its own lock file).
-fn build_rust_guests(guests_dir: &Path, target_dir: &Path) {
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(guests_dir)
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--target",
-            GUEST_TARGET,
-            "--target-dir",
-        ])
-        .arg(target_dir);
-    // Host flags (coverage, sanitizers, target-cpu) must not reach the guests.
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-    ] {
-        cmd.env_remove(var);
-    }
-    let status = cmd.status().unwrap_or_else(|e| {
-        panic!(
-            "running cargo to build the guests in {}: {e}",
-            guests_dir.display()
-        )
-    });
-    assert!(
-        status.success(),
-        "building the guest workspace {} for {GUEST_TARGET} failed (is the target installed? \
-         `rustup target add {GUEST_TARGET}`)",
-        guests_dir.display()
     );
 }
 
