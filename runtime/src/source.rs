@@ -48,6 +48,13 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     // records if they are small.
     ("queued.max.messages.kbytes", "1024"),
     ("queued.min.messages", "10000"),
+    // How long the broker may hold a fetch that finds no new record. Kafka
+    // answers as soon as a record arrives, so this mostly sets the idle
+    // fetch rate (100/s per connector); tansu waits it out even when it has
+    // records, so it is also a floor under the delivery latency there. At
+    // librdkafka's 500 ms the p99 at 200 records/s was 252 ms; at 10 ms it
+    // is 8 ms, for about 0.5% of a core per idle connector (README).
+    ("fetch.wait.max.ms", "10"),
     // Feeds the consumer-lag metric.
     ("statistics.interval.ms", "5000"),
 ];
