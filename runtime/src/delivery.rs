@@ -69,18 +69,26 @@ pub struct LaneHandle {
 }
 
 impl LaneHandle {
-    /// Starts a lane that delivers the records of `queue`, one partition's.
+    /// Starts a lane that delivers the records of one partition's queue,
+    /// which `open` returns (or `None` when there is none; the lane ends).
+    ///
     /// When `predecessor` is given (the partition's previous lane, revoked
     /// and maybe still finishing its in-flight attempt), the new lane waits
-    /// for it first, so records never overtake each other at the callback.
-    pub fn spawn<Q: RecordQueue>(
+    /// for it first, so records never overtake each other at the callback,
+    /// and only then calls `open`: the handles of one partition's queue
+    /// share librdkafka state, so the predecessor's must be gone first.
+    pub fn spawn<Q, F>(
         connector: Arc<Connector>,
         offsets: Arc<dyn OffsetSink>,
         topic: String,
         partition: i32,
-        queue: Q,
+        open: F,
         predecessor: Option<JoinHandle<()>>,
-    ) -> Self {
+    ) -> Self
+    where
+        Q: RecordQueue,
+        F: FnOnce() -> Option<Q> + Send + 'static,
+    {
         let next_offset = Arc::new(AtomicI64::new(-1));
         let stop = connector.halt_token().child_token();
         let guest = connector.guests.lane();
@@ -97,7 +105,9 @@ impl LaneHandle {
             if let Some(previous) = predecessor {
                 let _ = previous.await;
             }
-            lane.run(guest, queue).await;
+            if let Some(queue) = open() {
+                lane.run(guest, queue).await;
+            }
         });
         Self {
             next_offset,

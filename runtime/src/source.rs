@@ -91,37 +91,44 @@ struct LaneRegistry {
 impl LaneRegistry {
     /// Starts a lane for each newly assigned partition, reading that
     /// partition's own queue. Called before librdkafka starts fetching the
-    /// partitions, so that none of their records reaches the consumer's queue.
+    /// partitions, so that none of their records reaches the consumer's
+    /// queue: a partition split once stays split (librdkafka keeps a queue
+    /// the application forwarded), even while no handle is open.
     fn assign(&mut self, partitions: &TopicPartitionList) {
         let Some(spawner) = &self.spawner else {
             return;
         };
-        let Some(consumer) = spawner.consumer.upgrade() else {
-            return;
-        };
         for element in partitions.elements() {
             let (topic, partition) = (element.topic(), element.partition());
-            let Some(queue) = consumer.split_partition_queue(topic, partition) else {
-                spawner.connector.fail(format!(
-                    "librdkafka has no queue for the assigned partition {topic}/{partition}"
-                ));
-                return;
-            };
             let key = (topic.to_owned(), partition);
             // A partition assigned again waits for its previous lane.
             let predecessor = match self.active.remove(&key) {
                 Some(lane) => Some(lane.retire()),
                 None => self.retiring.remove(&key),
             };
+            let split = PartitionSplit {
+                consumer: spawner.consumer.clone(),
+                connector: spawner.connector.clone(),
+                topic: topic.to_owned(),
+                partition,
+            };
+            // Split now, unless the previous lane still holds a handle: when
+            // it drops it, librdkafka forgets the queue's wake-up callback,
+            // which the new handle shares. Then the new lane splits again
+            // once its predecessor is gone.
+            let open: Box<dyn FnOnce() -> Option<PartitionRecords> + Send> = match predecessor {
+                None => {
+                    let queue = split.open();
+                    Box::new(move || queue)
+                }
+                Some(_) => Box::new(move || split.open()),
+            };
             let lane = LaneHandle::spawn(
                 spawner.connector.clone(),
                 spawner.offsets.clone(),
                 topic.to_owned(),
                 partition,
-                PartitionRecords {
-                    queue,
-                    connector: spawner.connector.clone(),
-                },
+                open,
                 predecessor,
             );
             self.active.insert(key, lane);
@@ -196,6 +203,35 @@ impl ConsumerContext for SourceContext {
             }
             tracing::info!(connector = %self.log.owner(), count = partitions.count(), "partitions assigned");
         }
+    }
+}
+
+/// How a lane gets its partition's queue.
+struct PartitionSplit {
+    consumer: Weak<SourceConsumer>,
+    connector: Arc<Connector>,
+    topic: String,
+    partition: i32,
+}
+
+impl PartitionSplit {
+    /// Splits the partition's queue off the consumer's; fails the connector
+    /// when librdkafka has none (the consumer is gone when halting).
+    fn open(self) -> Option<PartitionRecords> {
+        let queue = self
+            .consumer
+            .upgrade()?
+            .split_partition_queue(&self.topic, self.partition);
+        if queue.is_none() {
+            self.connector.fail(format!(
+                "librdkafka has no queue for the assigned partition {}/{}",
+                self.topic, self.partition
+            ));
+        }
+        Some(PartitionRecords {
+            queue: queue?,
+            connector: self.connector,
+        })
     }
 }
 
