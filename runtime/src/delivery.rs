@@ -9,10 +9,9 @@
 //! the end of a contiguous finished prefix.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -29,18 +28,30 @@ use crate::guest::{GuestError, LaneGuests};
 use crate::metrics::GuestExport;
 use crate::sink::PreparedRequest;
 
-/// A lane asks for its partition to be paused past this many queued records…
-pub const QUEUE_HIGH_WATER: usize = 1024;
-/// …and resumed once it is down to this many.
-pub const QUEUE_LOW_WATER: usize = QUEUE_HIGH_WATER / 4;
+/// How long a lane waits after a consumer error before reading again.
+const CONSUMER_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// A record read from Kafka, waiting in a lane.
+/// A record read from Kafka, about to be delivered by its lane.
 #[derive(Debug)]
 pub struct ConsumedRecord {
     /// The record as the guest sees it.
     pub record: KafkaRecord,
     /// When wasmsink read it (the base of `request.delay.sec` without a timestamp).
     pub read_at: SystemTime,
+}
+
+/// Where a lane reads its partition's records, in order, one at a time.
+///
+/// A lane asks for the next record only when it is ready to deliver it, so
+/// the queue behind this (librdkafka's own queue for the partition, which
+/// stops fetching when it holds `queued.max.messages.kbytes`) is all the
+/// buffering there is: a slow lane never needs its partition paused.
+pub trait RecordQueue: Send + 'static {
+    /// Why a record could not be read; the lane logs it and reads on.
+    type Error: std::fmt::Display + Send;
+
+    /// The partition's next record, waiting until there is one.
+    fn next(&mut self) -> impl Future<Output = Result<ConsumedRecord, Self::Error>> + Send;
 }
 
 /// Where finished positions go (librdkafka's offset store, committed by its
@@ -50,61 +61,43 @@ pub trait OffsetSink: Send + Sync + 'static {
     fn store(&self, topic: &str, partition: i32, next_offset: i64);
 }
 
-/// State a lane shares with its dispatcher.
-#[derive(Debug)]
-pub struct LaneShared {
-    queued: AtomicUsize,
-    paused: AtomicBool,
-    next_offset: AtomicI64,
-}
-
-/// A lane's request to resume its paused partition.
-#[derive(Debug)]
-pub struct ResumeRequest {
-    /// Topic of the partition.
-    pub topic: String,
-    /// The partition.
-    pub partition: i32,
-    /// The lane that asked; a request from a lane since replaced is ignored.
-    pub lane: Arc<LaneShared>,
-}
-
-/// The dispatcher's side of a lane.
+/// A partition lane, as its owner (the source) holds it.
 pub struct LaneHandle {
-    sender: UnboundedSender<ConsumedRecord>,
-    shared: Arc<LaneShared>,
+    next_offset: Arc<AtomicI64>,
     stop: CancellationToken,
     join: JoinHandle<()>,
 }
 
 impl LaneHandle {
-    /// Starts a lane for one partition. When `predecessor` is given (the
-    /// partition's previous lane, revoked and maybe still finishing its
-    /// in-flight attempt), the new lane waits for it first, so records never
-    /// overtake each other at the callback.
-    pub fn spawn(
+    /// Starts a lane that delivers the records of one partition's queue,
+    /// which `open` returns (or `None` when there is none; the lane ends).
+    ///
+    /// When `predecessor` is given (the partition's previous lane, revoked
+    /// and maybe still finishing its in-flight attempt), the new lane waits
+    /// for it first, so records never overtake each other at the callback,
+    /// and only then calls `open`: the handles of one partition's queue
+    /// share librdkafka state, so the predecessor's must be gone first.
+    pub fn spawn<Q, F>(
         connector: Arc<Connector>,
         offsets: Arc<dyn OffsetSink>,
         topic: String,
         partition: i32,
-        resume: UnboundedSender<ResumeRequest>,
+        open: F,
         predecessor: Option<JoinHandle<()>>,
-    ) -> Self {
-        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
-        let shared = Arc::new(LaneShared {
-            queued: AtomicUsize::new(0),
-            paused: AtomicBool::new(false),
-            next_offset: AtomicI64::new(-1),
-        });
+    ) -> Self
+    where
+        Q: RecordQueue,
+        F: FnOnce() -> Option<Q> + Send + 'static,
+    {
+        let next_offset = Arc::new(AtomicI64::new(-1));
         let stop = connector.halt_token().child_token();
         let guest = connector.guests.lane();
         let lane = Lane {
             pause: connector.pause_watch(),
             connector,
             offsets,
-            shared: shared.clone(),
+            next_offset: next_offset.clone(),
             stop: stop.clone(),
-            resume,
             topic,
             partition,
         };
@@ -112,41 +105,20 @@ impl LaneHandle {
             if let Some(previous) = predecessor {
                 let _ = previous.await;
             }
-            lane.run(guest, receiver).await;
+            if let Some(queue) = open() {
+                lane.run(guest, queue).await;
+            }
         });
         Self {
-            sender,
-            shared,
+            next_offset,
             stop,
             join,
         }
     }
 
-    /// Queues a record; true when the partition should now be paused.
-    pub fn push(&self, record: ConsumedRecord) -> bool {
-        let queued = self.shared.queued.fetch_add(1, Ordering::AcqRel) + 1;
-        if self.sender.send(record).is_err() {
-            // The lane has ended because its connector halted: the record
-            // stays uncommitted and is read again after a restart.
-            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
-            return false;
-        }
-        queued >= QUEUE_HIGH_WATER && !self.shared.paused.swap(true, Ordering::AcqRel)
-    }
-
-    /// True while the lane holds its partition paused for back-pressure.
-    pub fn held_back(&self) -> bool {
-        self.shared.paused.load(Ordering::Acquire)
-    }
-
-    /// True when `request` came from this lane.
-    pub fn asked(&self, request: &ResumeRequest) -> bool {
-        Arc::ptr_eq(&request.lane, &self.shared)
-    }
-
     /// A view of the partition's finished position that outlives the handle.
     pub fn position(&self) -> LanePosition {
-        LanePosition(self.shared.clone())
+        LanePosition(self.next_offset.clone())
     }
 
     /// Tells the lane to stop after its in-flight attempt; returns its task.
@@ -157,12 +129,12 @@ impl LaneHandle {
 }
 
 /// A lane's finished position: the partition's next offset to commit.
-pub struct LanePosition(Arc<LaneShared>);
+pub struct LanePosition(Arc<AtomicI64>);
 
 impl LanePosition {
     /// The next offset to commit, once a record has finished.
     pub fn get(&self) -> Option<i64> {
-        let next = self.0.next_offset.load(Ordering::Acquire);
+        let next = self.0.load(Ordering::Acquire);
         (next >= 0).then_some(next)
     }
 }
@@ -183,32 +155,38 @@ struct Lane {
     connector: Arc<Connector>,
     pause: tokio::sync::watch::Receiver<bool>,
     offsets: Arc<dyn OffsetSink>,
-    shared: Arc<LaneShared>,
+    next_offset: Arc<AtomicI64>,
     stop: CancellationToken,
-    resume: UnboundedSender<ResumeRequest>,
     topic: String,
     partition: i32,
 }
 
 impl Lane {
-    async fn run(mut self, mut guest: LaneGuests, mut queue: UnboundedReceiver<ConsumedRecord>) {
+    async fn run<Q: RecordQueue>(mut self, mut guest: LaneGuests, mut queue: Q) {
         loop {
-            if !self.wait_while_paused().await {
-                break;
-            }
             let consumed = tokio::select! {
                 biased;
                 () = self.stop.cancelled() => break,
-                next = queue.recv() => match next {
-                    Some(consumed) => consumed,
-                    None => break,
+                next = queue.next() => match next {
+                    Ok(consumed) => consumed,
+                    Err(error) => {
+                        tracing::warn!(connector = %self.connector.name(), topic = %self.topic,
+                            partition = self.partition, %error, "Kafka consumer error");
+                        if !self.sleep(CONSUMER_ERROR_PAUSE).await {
+                            break;
+                        }
+                        continue;
+                    }
                 },
             };
-            self.note_dequeued();
+            // A record read just as the connector was paused waits here.
+            if !self.wait_while_paused().await {
+                break;
+            }
             match self.process(&mut guest, &consumed).await {
                 RecordOutcome::Finished => {
                     let next = consumed.record.offset + 1;
-                    self.shared.next_offset.store(next, Ordering::Release);
+                    self.next_offset.store(next, Ordering::Release);
                     self.offsets.store(&self.topic, self.partition, next);
                 }
                 RecordOutcome::Abandoned => break,
@@ -230,17 +208,6 @@ impl Lane {
             biased;
             () = self.stop.cancelled() => false,
             resumed = self.pause.wait_for(|paused| !*paused) => resumed.is_ok(),
-        }
-    }
-
-    fn note_dequeued(&self) {
-        let queued = self.shared.queued.fetch_sub(1, Ordering::AcqRel) - 1;
-        if queued <= QUEUE_LOW_WATER && self.shared.paused.swap(false, Ordering::AcqRel) {
-            let _ = self.resume.send(ResumeRequest {
-                topic: self.topic.clone(),
-                partition: self.partition,
-                lane: self.shared.clone(),
-            });
         }
     }
 

@@ -20,6 +20,15 @@ pub const RESPONSE_BODY_CAP: usize = 64 * 1024;
 /// The Kafka header whose value, when present, is the trace id.
 const TRACE_ID_HEADER: &str = "X-B3-TraceId";
 
+/// The trace headers every request gets (see [`HttpSink::prepare`]).
+const X_B3_TRACE_ID: HeaderName = HeaderName::from_static("x-b3-traceid");
+const X_B3_SPAN_ID: HeaderName = HeaderName::from_static("x-b3-spanid");
+const X_B3_SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
+const X_B3_INFO: HeaderName = HeaderName::from_static("x-b3-info");
+const X_KAFKA_TOPIC: HeaderName = HeaderName::from_static("x-kafka-topic");
+/// How many headers [`insert_trace_headers`] adds.
+const TRACE_HEADER_COUNT: usize = 5;
+
 /// Why the HTTP client could not be built.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build the HTTP client: {0}")]
@@ -130,6 +139,7 @@ impl HttpSink {
             Some(path) => join_url(&self.base_url, path)?,
         };
         let mut headers = self.configured_headers.clone();
+        headers.reserve(request.headers.len() + TRACE_HEADER_COUNT);
         let mut replaced: Vec<HeaderName> = Vec::new();
         for (name, value) in &request.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
@@ -156,13 +166,12 @@ impl HttpSink {
 
     /// Sends one attempt and reports what happened.
     pub async fn send(&self, request: &PreparedRequest) -> AttemptOutcome {
-        let sent = self
-            .client
-            .request(request.method.clone(), request.url.clone())
-            .headers(request.headers.clone())
-            .body(request.body.clone())
-            .send()
-            .await;
+        // Built directly rather than through a RequestBuilder, which would
+        // insert the headers one by one into an empty map.
+        let mut attempt = reqwest::Request::new(request.method.clone(), request.url.clone());
+        *attempt.headers_mut() = request.headers.clone();
+        *attempt.body_mut() = Some(request.body.clone().into());
+        let sent = self.client.execute(attempt).await;
         match sent {
             Ok(response) => read_response(response).await,
             Err(error) => AttemptOutcome::Transport(transport_error(&error)),
@@ -246,40 +255,34 @@ fn join_url(base: &Url, path_and_query: &str) -> Result<Url, RequestError> {
 /// Adds the reference connector's trace headers, replacing any of the same name.
 fn insert_trace_headers(headers: &mut HeaderMap, connector: &str, record: &KafkaRecord) {
     let trace_id = kafka_trace_id(record)
-        .and_then(|id| HeaderValue::from_str(&id).ok())
+        .and_then(|id| HeaderValue::from_str(std::str::from_utf8(id).ok()?).ok())
         .unwrap_or_else(|| {
-            HeaderValue::from_str(&trace_id(
-                connector,
-                &record.topic,
-                record.partition,
-                record.offset,
-            ))
-            .expect("hex is a valid header value")
+            let id = trace_id(connector, &record.topic, record.partition, record.offset);
+            HeaderValue::try_from(id).expect("hex is a valid header value")
         });
     let info = format!(
         "topic={}|partition={}|offset={}",
         record.topic, record.partition, record.offset
     );
-    headers.insert("x-b3-traceid", trace_id.clone());
-    headers.insert("x-b3-spanid", trace_id);
-    headers.insert("x-b3-sampled", HeaderValue::from_static("Defer"));
-    if let Ok(info) = HeaderValue::from_str(&info) {
-        headers.insert("x-b3-info", info);
+    headers.insert(X_B3_TRACE_ID, trace_id.clone());
+    headers.insert(X_B3_SPAN_ID, trace_id);
+    headers.insert(X_B3_SAMPLED, HeaderValue::from_static("Defer"));
+    if let Ok(info) = HeaderValue::try_from(info) {
+        headers.insert(X_B3_INFO, info);
     }
     if let Ok(topic) = HeaderValue::from_str(&record.topic) {
-        headers.insert("x-kafka-topic", topic);
+        headers.insert(X_KAFKA_TOPIC, topic);
     }
 }
 
 /// The last non-null `X-B3-TraceId` Kafka header (exact name), as the reference reads it.
-fn kafka_trace_id(record: &KafkaRecord) -> Option<String> {
+fn kafka_trace_id(record: &KafkaRecord) -> Option<&[u8]> {
     record
         .headers
         .iter()
         .rev()
         .find(|h| h.key == TRACE_ID_HEADER && h.value.is_some())
         .and_then(|h| h.value.as_deref())
-        .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 /// The reference's trace id: the first 16 hex digits of

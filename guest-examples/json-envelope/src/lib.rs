@@ -3,7 +3,8 @@
 //!
 //! The body is `{"topic", "partition", "offset", "key", "timestamp", "data"}`:
 //! `key` is the key as text or `null`, `timestamp` milliseconds since the
-//! epoch or `null`, and `data` the value parsed as JSON when it is JSON, else
+//! epoch or `null`, and `data` the value itself when it is valid JSON (its
+//! text as it is: checked, never parsed into a tree and printed again), else
 //! the value as a string (`null` for a tombstone).
 //!
 //! Configuration (`guest.config.*`):
@@ -12,6 +13,7 @@
 //! * `default-path` (default: the connector's URL as is): where the others go.
 
 use wasmsink_guest::prelude::*;
+use wasmsink_guest::serde_json;
 
 /// The guest: which header routes, and where unrouted records go.
 struct JsonEnvelope {
@@ -35,21 +37,42 @@ impl Transform for JsonEnvelope {
             Some(route) => Some(route_path(route)?),
             None => self.default_path.clone(),
         };
-        let envelope = json!({
-            "topic": record.topic(),
-            "partition": record.partition(),
-            "offset": record.offset(),
-            "key": record.key_str(),
-            "timestamp": record.timestamp().map(|t| t.millis),
-            "data": record.value_json_or_string(),
-        });
-        let request = Request::deliver().json(&envelope)?;
+        let request = Request::deliver()
+            .header("content-type", "application/json")
+            .body(envelope(&record)?);
         Ok(match path {
             Some(path) => request.path(path),
             None => request,
         }
         .into())
     }
+}
+
+/// The JSON envelope of `record` (see the crate documentation). Written
+/// field by field so that the value's JSON text is copied, not re-printed.
+fn envelope(record: &Record) -> Result<Vec<u8>> {
+    let value = record.value();
+    let mut body = Vec::with_capacity(128 + record.topic().len() + value.map_or(0, <[u8]>::len));
+    body.extend_from_slice(b"{\"topic\":");
+    serde_json::to_writer(&mut body, record.topic())?;
+    body.extend_from_slice(
+        format!(
+            ",\"partition\":{},\"offset\":{},\"key\":",
+            record.partition(),
+            record.offset()
+        )
+        .as_bytes(),
+    );
+    serde_json::to_writer(&mut body, &record.key_str())?;
+    body.extend_from_slice(b",\"timestamp\":");
+    serde_json::to_writer(&mut body, &record.timestamp().map(|t| t.millis))?;
+    body.extend_from_slice(b",\"data\":");
+    match value {
+        Some(value) => wasmsink_guest::json::write_value_or_string(&mut body, value),
+        None => body.extend_from_slice(b"null"),
+    }
+    body.push(b'}');
+    Ok(body)
 }
 
 /// `/{route}`, percent-encoded; a route that is not UTF-8, blank, `.` or
@@ -69,7 +92,6 @@ export_transform!(JsonEnvelope);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wasmsink_guest::serde_json;
 
     fn guest(pairs: &[(&str, &str)]) -> JsonEnvelope {
         JsonEnvelope::init(&Config::from_pairs(pairs.iter().copied())).unwrap()
