@@ -224,3 +224,92 @@ async fn a_rebalance_between_two_instances_loses_nothing() {
     );
     assert!(second.log().contains("partitions assigned"));
 }
+
+/// A partition taken away while its lane is mid-attempt and handed back
+/// before that attempt ends keeps flowing: the new lane must not lose the
+/// wake-ups of its partition's queue when the old lane finally lets go.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partition_handed_back_mid_attempt_keeps_flowing() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    const PARTITIONS: i32 = 4;
+    const HOLD: Duration = Duration::from_secs(10);
+    let broker = Broker::start();
+    broker.create_topic("shared", PARTITIONS);
+    let produce_round = |round: usize| {
+        let broker = &broker;
+        async move {
+            for partition in 0..PARTITIONS {
+                let value = format!("{partition}-{round}");
+                broker
+                    .produce("shared", partition, None, Some(value.as_bytes()), &[])
+                    .await;
+            }
+        }
+    };
+    produce_round(0).await;
+    // Instance a's attempts are held while `holding`, so its lanes are
+    // mid-attempt when partitions move away and back.
+    let holding = Arc::new(AtomicBool::new(false));
+    let receiver = Receiver::start_holding(|_| crate::support::no_retry(), {
+        let holding = holding.clone();
+        move |r| {
+            if r.header("x-instance") == Some("a") && holding.load(Ordering::SeqCst) {
+                HOLD
+            } else {
+                Duration::ZERO
+            }
+        }
+    })
+    .await;
+    let instance = |name: &str| {
+        config(
+            &broker,
+            &format!(
+                "[connectors.shared]\ntopics = \"shared\"\ncallback.request.url = \"{}\"\ncallback.request.headers = \"X-Instance:{name}\"\n",
+                receiver.url("/")
+            ),
+        )
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = Wasmsink::start(dir_a.path(), &instance("a"));
+    receiver
+        .wait_for_distinct(PARTITIONS as usize, PATIENCE)
+        .await;
+
+    holding.store(true, Ordering::SeqCst);
+    let held_since = std::time::Instant::now();
+    produce_round(1).await;
+    receiver.wait_for(2 * PARTITIONS as usize, PATIENCE).await;
+    let mut second = Wasmsink::start(dir_b.path(), &instance("b"));
+    first.wait_for_log("partitions revoked", PATIENCE).await;
+    second.wait_for_log("partitions assigned", PATIENCE).await;
+    // b leaves at once: its partitions go back to a while a's old lanes are
+    // still held in their attempts.
+    assert!(second.terminate(PATIENCE).success());
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while first.log().matches("partitions assigned").count() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the partitions never came back:\n{}",
+            first.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    holding.store(false, Ordering::SeqCst);
+    assert!(
+        held_since.elapsed() < HOLD,
+        "the hand-back took longer than the hold; the test proves nothing"
+    );
+    // Once the old lanes have let go of their queues, records produced
+    // afterwards still reach the callback.
+    tokio::time::sleep((held_since + HOLD + Duration::from_secs(1)) - std::time::Instant::now())
+        .await;
+    for round in 2..5 {
+        produce_round(round).await;
+    }
+    receiver
+        .wait_for_distinct(5 * PARTITIONS as usize, PATIENCE * 2)
+        .await;
+}
