@@ -145,6 +145,10 @@ async fn an_unreachable_broker_fails_within_max_block_ms_without_holding_up_othe
         quick.elapsed() < Duration::from_millis(500),
         "a send in flight held up another request"
     );
+    assert!(
+        !send.is_finished(),
+        "the send was not in flight during that request"
+    );
     let ((status, failure), took) = send.await.unwrap();
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{failure}");
     assert!(

@@ -223,33 +223,19 @@ async fn send(State(state): State<ApiState>, Path(id): Path<String>, body: Body)
                 ),
                 data: data.clone(),
             };
-            let (status, errors) = match &failure.error {
+            let (status, code) = match &failure.error {
                 SendError::NotFound(_) => return Ok(empty(StatusCode::NOT_FOUND)),
-                SendError::Property(_) => (
-                    StatusCode::BAD_REQUEST,
-                    Errors {
-                        field_errors: vec![(
-                            "messenger.producer".into(),
-                            vec![entry("[invalid]messenger.producer")],
-                        )],
-                        general_errors: Vec::new(),
-                    },
-                ),
-                SendError::TimedOut(_) => (
-                    StatusCode::GATEWAY_TIMEOUT,
-                    Errors {
-                        field_errors: Vec::new(),
-                        general_errors: vec![entry("[SendFailed]")],
-                    },
-                ),
-                SendError::Kafka(_) => (
-                    StatusCode::BAD_GATEWAY,
-                    Errors {
-                        field_errors: Vec::new(),
-                        general_errors: vec![entry("[SendFailed]")],
-                    },
-                ),
+                SendError::Property(_) => (StatusCode::BAD_REQUEST, "[invalid]messenger.producer"),
+                SendError::TimedOut(_) => (StatusCode::GATEWAY_TIMEOUT, "[SendFailed]"),
+                SendError::Kafka(_) => (StatusCode::BAD_GATEWAY, "[SendFailed]"),
             };
+            let mut errors = Errors::default();
+            match code.strip_prefix("[invalid]") {
+                Some(field) => errors
+                    .field_errors
+                    .push((field.to_owned(), vec![entry(code)])),
+                None => errors.general_errors.push(entry(code)),
+            }
             (status, Json(errors)).into_response()
         }
     })

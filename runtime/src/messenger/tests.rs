@@ -52,8 +52,6 @@ async fn changes_follow_fusionauths_rules_and_failed_ones_change_nothing() {
     assert_eq!(codes(twin), ["[duplicate]messenger.name"]);
     messengers.create(None, &body("b", "k:1")).await.unwrap();
 
-    let mut full = body("a", "k:1");
-    full["messenger"]["debug"] = json!(true);
     let patched = messengers
         .patch(
             &id,
