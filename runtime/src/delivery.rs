@@ -26,7 +26,7 @@ use crate::guest::bindings::{
 };
 use crate::guest::{GuestError, LaneGuests};
 use crate::metrics::GuestExport;
-use crate::sink::PreparedRequest;
+use crate::sink::{LaneSender, PreparedRequest};
 
 /// How long a lane waits after a consumer error before reading again.
 const CONSUMER_ERROR_PAUSE: Duration = Duration::from_millis(100);
@@ -92,6 +92,7 @@ impl LaneHandle {
         let next_offset = Arc::new(AtomicI64::new(-1));
         let stop = connector.halt_token().child_token();
         let guest = connector.guests.lane();
+        let sender = connector.sink.lane();
         let lane = Lane {
             pause: connector.pause_watch(),
             connector,
@@ -106,7 +107,7 @@ impl LaneHandle {
                 let _ = previous.await;
             }
             if let Some(queue) = open() {
-                lane.run(guest, queue).await;
+                lane.run(guest, sender, queue).await;
             }
         });
         Self {
@@ -162,7 +163,12 @@ struct Lane {
 }
 
 impl Lane {
-    async fn run<Q: RecordQueue>(mut self, mut guest: LaneGuests, mut queue: Q) {
+    async fn run<Q: RecordQueue>(
+        mut self,
+        mut guest: LaneGuests,
+        mut sender: LaneSender,
+        mut queue: Q,
+    ) {
         loop {
             let consumed = tokio::select! {
                 biased;
@@ -183,7 +189,7 @@ impl Lane {
             if !self.wait_while_paused().await {
                 break;
             }
-            match self.process(&mut guest, &consumed).await {
+            match self.process(&mut guest, &mut sender, &consumed).await {
                 RecordOutcome::Finished => {
                     let next = consumed.record.offset + 1;
                     self.next_offset.store(next, Ordering::Release);
@@ -211,7 +217,12 @@ impl Lane {
         }
     }
 
-    async fn process(&self, guest: &mut LaneGuests, consumed: &ConsumedRecord) -> RecordOutcome {
+    async fn process(
+        &self,
+        guest: &mut LaneGuests,
+        sender: &mut LaneSender,
+        consumed: &ConsumedRecord,
+    ) -> RecordOutcome {
         let record = &consumed.record;
         let stats = &self.connector.stats;
         if !self.wait_for_delay(consumed).await {
@@ -272,13 +283,14 @@ impl Lane {
                 );
             }
         };
-        self.deliver(guest, record, &prepared).await
+        self.deliver(guest, sender, record, &prepared).await
     }
 
     /// Sends attempts until the guest accepts, gives up or stops.
     async fn deliver(
         &self,
         guest: &mut LaneGuests,
+        sender: &mut LaneSender,
         record: &KafkaRecord,
         request: &PreparedRequest,
     ) -> RecordOutcome {
@@ -293,7 +305,7 @@ impl Lane {
         loop {
             attempt += 1;
             let sent = Instant::now();
-            let outcome = self.connector.sink.send(request).await;
+            let outcome = sender.send(request).await;
             let last_status = match &outcome {
                 AttemptOutcome::Response(response) => Some(response.status),
                 AttemptOutcome::Transport(_) => None,

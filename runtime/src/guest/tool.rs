@@ -218,7 +218,12 @@ pub async fn run(
     let prepared = sink
         .prepare("guest-run", record, request)
         .map_err(|e| format!("the guest's request is invalid: {e}"))?;
-    let _ = writeln!(out, "{} {}", prepared.method(), prepared.url());
+    let _ = writeln!(
+        out,
+        "{} {} HTTP/1.1",
+        prepared.method(),
+        prepared.path_and_query()
+    );
     for (name, value) in prepared.headers() {
         let _ = writeln!(out, "{name}: {}", value.to_str().unwrap_or("<binary>"));
     }

@@ -1,24 +1,31 @@
-//! The HTTP side: one pooled keep-alive client per connector, and the request
-//! for each record built from the guest's [`OutboundRequest`], the
-//! connector's configured headers and the reference's trace headers.
+//! The HTTP side: each record's request, built from the guest's
+//! [`OutboundRequest`], the connector's configured headers and the
+//! reference's trace headers, and each lane's way of sending it: its own
+//! keep-alive connection ([`direct`]), or reqwest's pooled client when the
+//! environment names an HTTP proxy ([`proxied`]).
 
+mod direct;
+mod proxied;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use md5::{Digest, Md5};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use reqwest::{Client, Method, Url};
+use reqwest::{Method, Url};
 
 use crate::config::CallbackConfig;
-use crate::guest::bindings::{
-    AttemptOutcome, HttpMethod, HttpResponse, KafkaRecord, OutboundRequest, TransportError,
-    TransportErrorKind,
-};
+use crate::guest::bindings::{AttemptOutcome, HttpMethod, KafkaRecord, OutboundRequest};
+use direct::{DirectConnection, Endpoint};
+use proxied::ProxiedClient;
 
 /// Most response-body bytes handed to the guest's `decide`.
 pub const RESPONSE_BODY_CAP: usize = 64 * 1024;
 /// The Kafka header whose value, when present, is the trace id.
 const TRACE_ID_HEADER: &str = "X-B3-TraceId";
+/// The `User-Agent` of every request unless the configuration or guest sets one.
+const USER_AGENT: &str = concat!("wasmsink/", env!("CARGO_PKG_VERSION"));
 
 /// The trace headers every request gets (see [`HttpSink::prepare`]).
 const X_B3_TRACE_ID: HeaderName = HeaderName::from_static("x-b3-traceid");
@@ -50,19 +57,47 @@ pub enum RequestError {
     InvalidHeaderValue(String),
 }
 
+/// The callback's connect and read timeouts; `None` waits for ever.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Resolving, connecting and the TLS handshake.
+    pub connect: Option<Duration>,
+    /// From sending a request to the end of its answer.
+    pub read: Option<Duration>,
+}
+
+/// How a connector's lanes reach the callback.
+enum Route {
+    /// Each lane keeps its own connection to the callback's host.
+    Direct(Arc<Endpoint>),
+    /// Through the environment's proxy, on one pooled client.
+    Proxied(ProxiedClient),
+}
+
+/// Which route [`HttpSink::build`] sets up.
+enum RouteChoice {
+    Direct,
+    /// Through this proxy, or the environment's when `None`.
+    Proxied(Option<reqwest::Proxy>),
+}
+
 /// A connector's HTTP callback.
 pub struct HttpSink {
-    client: Client,
+    route: Route,
+    timeouts: Timeouts,
     base_url: Url,
+    /// The base URL's path and query, the request target without a guest path.
+    base_path_and_query: http::Uri,
     default_method: Method,
-    configured_headers: HeaderMap,
+    /// `Host`, `User-Agent` and `Accept`, then the configured headers.
+    base_headers: HeaderMap,
 }
 
 /// A request ready to send, reused for every attempt of one record.
 #[derive(Debug, Clone)]
 pub struct PreparedRequest {
     method: Method,
-    url: Url,
+    path_and_query: http::Uri,
     headers: HeaderMap,
     body: Bytes,
 }
@@ -73,9 +108,9 @@ impl PreparedRequest {
         &self.method
     }
 
-    /// The URL the request is sent to.
-    pub fn url(&self) -> &Url {
-        &self.url
+    /// The request target: the path and query sent to the callback's host.
+    pub fn path_and_query(&self) -> &http::Uri {
+        &self.path_and_query
     }
 
     /// The headers sent. Values may be secrets: never log them.
@@ -89,24 +124,63 @@ impl PreparedRequest {
     }
 }
 
+/// A lane's sender: its own connection, or the connector's proxied client.
+pub enum LaneSender {
+    /// The lane's keep-alive connection.
+    Direct(DirectConnection),
+    /// The connector's client through the environment's proxy.
+    Proxied(ProxiedClient),
+}
+
+impl LaneSender {
+    /// Sends one attempt and reports what happened.
+    pub async fn send(&mut self, request: &PreparedRequest) -> AttemptOutcome {
+        match self {
+            LaneSender::Direct(connection) => connection.send(request).await,
+            LaneSender::Proxied(client) => client.send(request).await,
+        }
+    }
+}
+
 impl HttpSink {
-    /// Builds the client: pooled keep-alive connections, redirects not
-    /// followed, the configured connect and read timeouts.
+    /// Builds the sink: direct connections per lane, or through the proxy
+    /// the environment names (see [`proxied`]).
     pub fn new(callback: &CallbackConfig) -> Result<Self, SinkError> {
-        crate::install_tls_provider();
-        let mut builder = Client::builder()
-            .user_agent(concat!("wasmsink/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true);
-        if let Some(timeout) = callback.connect_timeout {
-            builder = builder.connect_timeout(timeout);
-        }
-        if let Some(timeout) = callback.read_timeout {
-            builder = builder.read_timeout(timeout);
-        }
-        let client = builder.build().map_err(|e| SinkError(error_chain(&e)))?;
-        let mut configured_headers = HeaderMap::new();
+        let choice = if proxied::proxy_configured() {
+            RouteChoice::Proxied(None)
+        } else {
+            RouteChoice::Direct
+        };
+        Self::build(callback, choice)
+    }
+
+    fn build(callback: &CallbackConfig, choice: RouteChoice) -> Result<Self, SinkError> {
+        let url = &callback.url;
+        let timeouts = Timeouts {
+            connect: callback.connect_timeout,
+            read: callback.read_timeout,
+        };
+        let route = match choice {
+            RouteChoice::Proxied(proxy) => {
+                Route::Proxied(ProxiedClient::new(url, timeouts, proxy)?)
+            }
+            RouteChoice::Direct => {
+                let endpoint = Endpoint::of(url).ok_or_else(|| {
+                    SinkError(format!("{url} is not an http or https URL with a host"))
+                })?;
+                Route::Direct(Arc::new(endpoint))
+            }
+        };
+        let mut base_headers = HeaderMap::new();
+        let host = &url[url::Position::BeforeHost..url::Position::AfterPort];
+        let host = HeaderValue::from_str(host).map_err(|e| SinkError(e.to_string()))?;
+        base_headers.insert(http::header::HOST, host);
+        base_headers.insert(
+            http::header::USER_AGENT,
+            HeaderValue::from_static(USER_AGENT),
+        );
+        base_headers.insert(http::header::ACCEPT, HeaderValue::from_static("*/*"));
+        let mut replaced: Vec<HeaderName> = Vec::new();
         for (name, value) in &callback.headers {
             // Validated with the configuration; a failure here is a bug.
             let name =
@@ -114,14 +188,30 @@ impl HttpSink {
             let mut value = HeaderValue::from_str(value)
                 .map_err(|_| SinkError(format!("bad value for {name}")))?;
             value.set_sensitive(true);
-            configured_headers.append(name, value);
+            if !replaced.contains(&name) {
+                base_headers.remove(&name);
+                replaced.push(name.clone());
+            }
+            base_headers.append(name, value);
         }
         Ok(Self {
-            client,
-            base_url: callback.url.clone(),
+            route,
+            timeouts,
+            base_path_and_query: origin_form(url)?,
+            base_url: url.clone(),
             default_method: callback.method.clone(),
-            configured_headers,
+            base_headers,
         })
+    }
+
+    /// A sender for one lane.
+    pub fn lane(&self) -> LaneSender {
+        match &self.route {
+            Route::Direct(endpoint) => {
+                LaneSender::Direct(DirectConnection::new(endpoint.clone(), self.timeouts))
+            }
+            Route::Proxied(client) => LaneSender::Proxied(client.clone()),
+        }
     }
 
     /// Builds the request for a record. Header precedence, later wins (names
@@ -134,11 +224,12 @@ impl HttpSink {
         record: &KafkaRecord,
         request: OutboundRequest,
     ) -> Result<PreparedRequest, RequestError> {
-        let url = match request.path_and_query.as_deref() {
-            None => self.base_url.clone(),
-            Some(path) => join_url(&self.base_url, path)?,
+        let path_and_query = match request.path_and_query.as_deref() {
+            None => self.base_path_and_query.clone(),
+            Some(path) => origin_form(&join_url(&self.base_url, path)?)
+                .map_err(|_| RequestError::InvalidPath(path.to_owned()))?,
         };
-        let mut headers = self.configured_headers.clone();
+        let mut headers = self.base_headers.clone();
         headers.reserve(request.headers.len() + TRACE_HEADER_COUNT);
         let mut replaced: Vec<HeaderName> = Vec::new();
         for (name, value) in &request.headers {
@@ -158,60 +249,33 @@ impl HttpSink {
             .map_or_else(|| self.default_method.clone(), to_reqwest_method);
         Ok(PreparedRequest {
             method,
-            url,
+            path_and_query,
             headers,
             body: Bytes::from(request.body),
         })
     }
-
-    /// Sends one attempt and reports what happened.
-    pub async fn send(&self, request: &PreparedRequest) -> AttemptOutcome {
-        // Built directly rather than through a RequestBuilder, which would
-        // insert the headers one by one into an empty map.
-        let mut attempt = reqwest::Request::new(request.method.clone(), request.url.clone());
-        *attempt.headers_mut() = request.headers.clone();
-        *attempt.body_mut() = Some(request.body.clone().into());
-        let sent = self.client.execute(attempt).await;
-        match sent {
-            Ok(response) => read_response(response).await,
-            Err(error) => AttemptOutcome::Transport(transport_error(&error)),
-        }
-    }
 }
 
-async fn read_response(mut response: reqwest::Response) -> AttemptOutcome {
-    let status = response.status().as_u16();
-    let headers = response
-        .headers()
-        .iter()
-        .filter_map(|(name, value)| {
-            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
-        })
-        .collect();
-    let mut body = Vec::new();
-    let mut body_truncated = false;
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                let room = RESPONSE_BODY_CAP - body.len();
-                if chunk.len() > room {
-                    body.extend_from_slice(&chunk[..room]);
-                    body_truncated = true;
-                    break;
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => break,
-            // The status line arrived, then the connection broke mid-body.
-            Err(error) => return AttemptOutcome::Transport(transport_error(&error)),
+/// The path and query of `url`, as a request target.
+fn origin_form(url: &Url) -> Result<http::Uri, SinkError> {
+    let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
+    target
+        .parse()
+        .map_err(|e| SinkError(format!("{target} is not a request target: {e}")))
+}
+
+/// The error and its sources on one line.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut source = Some(error);
+    while let Some(err) = source {
+        let text = err.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
         }
+        source = err.source();
     }
-    AttemptOutcome::Response(HttpResponse {
-        status,
-        headers,
-        body,
-        body_truncated,
-    })
+    parts.join(": ")
 }
 
 fn to_reqwest_method(method: HttpMethod) -> Method {
@@ -298,42 +362,6 @@ pub fn trace_id(connector: &str, topic: &str, partition: i32, offset: i64) -> St
     id
 }
 
-fn transport_error(error: &reqwest::Error) -> TransportError {
-    let message = error_chain(error);
-    let lower = message.to_ascii_lowercase();
-    let kind = if error.is_timeout() {
-        TransportErrorKind::Timeout
-    } else if lower.contains("dns error") || lower.contains("failed to lookup address") {
-        TransportErrorKind::Dns
-    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
-    {
-        TransportErrorKind::Tls
-    } else if error.is_connect() {
-        TransportErrorKind::Connect
-    } else {
-        TransportErrorKind::Io
-    };
-    TransportError { kind, message }
-}
-
-/// The error and its sources on one line, without the URL (it may carry
-/// credentials in its query).
-fn error_chain(error: &reqwest::Error) -> String {
-    let mut parts = Vec::new();
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(error);
-    while let Some(err) = source {
-        let text = err.to_string();
-        if parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        source = err.source();
-    }
-    if parts.is_empty() {
-        parts.push(error.to_string());
-    }
-    parts.join(": ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,16 +381,19 @@ mod tests {
     }
 
     fn sink(headers: &[(&str, &str)]) -> HttpSink {
-        HttpSink::new(&CallbackConfig {
-            url: Url::parse("http://127.0.0.1:9/base/").unwrap(),
-            method: Method::POST,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            connect_timeout: None,
-            read_timeout: None,
-        })
+        HttpSink::build(
+            &CallbackConfig {
+                url: Url::parse("http://127.0.0.1:9/base/").unwrap(),
+                method: Method::POST,
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                connect_timeout: None,
+                read_timeout: None,
+            },
+            RouteChoice::Direct,
+        )
         .unwrap()
     }
 
@@ -459,13 +490,10 @@ mod tests {
         let sink = sink(&[]);
         let url = |p: &str| {
             sink.prepare("c", &record(vec![]), request(&[], Some(p)))
-                .map(|r| r.url().to_string())
+                .map(|r| r.path_and_query().to_string())
         };
-        assert_eq!(
-            url("/orders?v=2").unwrap(),
-            "http://127.0.0.1:9/base/orders?v=2"
-        );
-        assert_eq!(url("?v=3").unwrap(), "http://127.0.0.1:9/base/?v=3");
+        assert_eq!(url("/orders?v=2").unwrap(), "/base/orders?v=2");
+        assert_eq!(url("?v=3").unwrap(), "/base/?v=3");
         assert!(url("orders").is_err());
         assert!(url("//evil.example/x").is_err());
         assert!(url("/a b").is_err());

@@ -1,0 +1,145 @@
+//! Attempts through the HTTP proxy the environment names (`HTTP_PROXY`,
+//! `HTTPS_PROXY`, `ALL_PROXY`, with `NO_PROXY` exceptions), on reqwest's
+//! pooled client, which implements proxying, `CONNECT` tunnels and the
+//! exceptions.
+
+use std::time::Duration;
+
+use reqwest::Client;
+
+use super::{PreparedRequest, RESPONSE_BODY_CAP, SinkError, Timeouts, error_chain};
+use crate::guest::bindings::{AttemptOutcome, HttpResponse, TransportError, TransportErrorKind};
+
+/// The environment variables that route callbacks through a proxy.
+const PROXY_VARIABLES: [&str; 6] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// True when the environment names a proxy for callbacks.
+pub fn proxy_configured() -> bool {
+    PROXY_VARIABLES
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()))
+}
+
+/// A connector's pooled client that follows the environment's proxies.
+#[derive(Clone)]
+pub struct ProxiedClient {
+    client: Client,
+    /// `scheme://authority` of the callback URL, before each path and query.
+    origin: String,
+}
+
+impl ProxiedClient {
+    /// Builds the client: keep-alive, redirects not followed, the timeouts,
+    /// through `proxy`, or the environment's proxies when it is `None`.
+    pub fn new(
+        url: &url::Url,
+        timeouts: Timeouts,
+        proxy: Option<reqwest::Proxy>,
+    ) -> Result<Self, SinkError> {
+        crate::install_tls_provider();
+        let mut builder = Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true);
+        if let Some(proxy) = proxy {
+            builder = builder.proxy(proxy);
+        }
+        if let Some(timeout) = timeouts.connect {
+            builder = builder.connect_timeout(timeout);
+        }
+        if let Some(timeout) = timeouts.read {
+            builder = builder.read_timeout(timeout);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| SinkError(error_chain(&e.without_url())))?;
+        Ok(Self {
+            client,
+            origin: url[..url::Position::BeforePath].to_owned(),
+        })
+    }
+
+    /// Sends one attempt and reports what happened.
+    pub async fn send(&self, request: &PreparedRequest) -> AttemptOutcome {
+        let url = format!("{}{}", self.origin, request.path_and_query);
+        let url = match reqwest::Url::parse(&url) {
+            Ok(url) => url,
+            Err(error) => {
+                return AttemptOutcome::Transport(TransportError {
+                    kind: TransportErrorKind::Io,
+                    message: format!("cannot form the request URL: {error}"),
+                });
+            }
+        };
+        let mut attempt = reqwest::Request::new(request.method.clone(), url);
+        *attempt.headers_mut() = request.headers.clone();
+        *attempt.body_mut() = Some(request.body.clone().into());
+        match self.client.execute(attempt).await {
+            Ok(response) => read_response(response).await,
+            Err(error) => AttemptOutcome::Transport(transport_error(error)),
+        }
+    }
+}
+
+async fn read_response(mut response: reqwest::Response) -> AttemptOutcome {
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+        })
+        .collect();
+    let mut body = Vec::new();
+    let mut body_truncated = false;
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = RESPONSE_BODY_CAP - body.len();
+                if chunk.len() > room {
+                    body.extend_from_slice(&chunk[..room]);
+                    body_truncated = true;
+                    break;
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            // The status line arrived, then the connection broke mid-body.
+            Err(error) => return AttemptOutcome::Transport(transport_error(error)),
+        }
+    }
+    AttemptOutcome::Response(HttpResponse {
+        status,
+        headers,
+        body,
+        body_truncated,
+    })
+}
+
+/// The error's kind and text, without the URL (it may carry credentials in
+/// its query).
+fn transport_error(error: reqwest::Error) -> TransportError {
+    let error = error.without_url();
+    let message = error_chain(&error);
+    let lower = message.to_ascii_lowercase();
+    let kind = if error.is_timeout() {
+        TransportErrorKind::Timeout
+    } else if lower.contains("dns error") || lower.contains("failed to lookup address") {
+        TransportErrorKind::Dns
+    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
+    {
+        TransportErrorKind::Tls
+    } else if error.is_connect() {
+        TransportErrorKind::Connect
+    } else {
+        TransportErrorKind::Io
+    };
+    TransportError { kind, message }
+}
