@@ -97,7 +97,7 @@ fn tls_connector() -> Result<TlsConnector, TransportError> {
 pub struct DirectConnection {
     endpoint: Arc<Endpoint>,
     timeouts: Timeouts,
-    open: Option<Open>,
+    open: Option<Box<Open>>,
 }
 
 /// An open connection: hyper's request handle and the connection future
@@ -112,7 +112,7 @@ enum Exchanged {
     /// The request was never written (the connection had closed while idle).
     NotSent,
     /// An answer or a failure; the connection, when it can be used again.
-    Finished(AttemptOutcome, Option<Open>),
+    Finished(AttemptOutcome, Option<Box<Open>>),
 }
 
 impl DirectConnection {
@@ -139,7 +139,7 @@ impl DirectConnection {
             }
         }
         let open = match self.connect().await {
-            Ok(open) => open,
+            Ok(open) => Box::new(open),
             Err(error) => return AttemptOutcome::Transport(error),
         };
         match exchange(open, request, self.timeouts.read).await {
@@ -225,14 +225,11 @@ impl DirectConnection {
 /// Sends `request` on `open` and reads the answer, polling the connection
 /// in this task until the answer is complete.
 async fn exchange(
-    open: Open,
+    mut open: Box<Open>,
     request: &PreparedRequest,
     read_timeout: Option<Duration>,
 ) -> Exchanged {
-    let Open {
-        mut sender,
-        mut driver,
-    } = open;
+    let Open { sender, driver } = &mut *open;
     let mut message = hyper::Request::new(Full::new(request.body.clone()));
     *message.method_mut() = request.method.clone();
     *message.uri_mut() = request.path_and_query.clone();
@@ -259,7 +256,7 @@ async fn exchange(
                 result = &mut attempt => (result, false),
                 // The connection ended (closed or broken): the attempt
                 // learns how from its own future.
-                _ = &mut driver => (attempt.await, true),
+                _ = &mut *driver => (attempt.await, true),
             }
         };
         match read_timeout {
@@ -284,8 +281,7 @@ async fn exchange(
             None,
         ),
         Some((Ok((response, keep_alive)), ended)) => {
-            let reusable =
-                (keep_alive && !ended && !sender.is_closed()).then_some(Open { sender, driver });
+            let reusable = (keep_alive && !ended && !open.sender.is_closed()).then_some(open);
             Exchanged::Finished(AttemptOutcome::Response(response), reusable)
         }
     }

@@ -309,7 +309,7 @@ async fn the_proxied_route_sends_through_the_proxy() {
     let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
     let sink = HttpSink::build(
         &config,
-        RouteChoice::Proxied(Some(reqwest::Proxy::all(&proxy_url).unwrap())),
+        RouteChoice::Proxied(Some(Box::new(reqwest::Proxy::all(&proxy_url).unwrap()))),
     )
     .unwrap();
     let request = OutboundRequest {

@@ -78,7 +78,7 @@ enum Route {
 enum RouteChoice {
     Direct,
     /// Through this proxy, or the environment's when `None`.
-    Proxied(Option<reqwest::Proxy>),
+    Proxied(Option<Box<reqwest::Proxy>>),
 }
 
 /// A connector's HTTP callback.
@@ -162,7 +162,7 @@ impl HttpSink {
         };
         let route = match choice {
             RouteChoice::Proxied(proxy) => {
-                Route::Proxied(ProxiedClient::new(url, timeouts, proxy)?)
+                Route::Proxied(ProxiedClient::new(url, timeouts, proxy.map(|p| *p))?)
             }
             RouteChoice::Direct => {
                 let endpoint = Endpoint::of(url).ok_or_else(|| {
