@@ -4,9 +4,12 @@
 //!   with `--rate`, produces at that rate with each record's produce time in
 //!   its value (the latency run). It exits non-zero unless every record was
 //!   acknowledged.
+//! - `bench-load consume` times produce→consume latency with a plain
+//!   consumer: the floor under wasmsink's produce→deliver latency.
 //! - `bench-load sample` prints one record value, for plain load generators
 //!   that must send the same body size.
 
+mod consumer;
 mod producer;
 
 use std::time::{Duration, Instant};
@@ -29,6 +32,8 @@ struct Cli {
 enum Command {
     /// Produces records to topics that already exist.
     Produce(Produce),
+    /// Times produce→consume latency with a plain consumer.
+    Consume(Consume),
     /// Prints one record value of the given size.
     Sample {
         /// Size of the value in bytes.
@@ -67,9 +72,58 @@ struct Produce {
     rate: Option<f64>,
 }
 
+#[derive(Debug, Args)]
+struct Consume {
+    /// Kafka bootstrap servers.
+    #[arg(long)]
+    brokers: String,
+    /// Topics to read, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    topics: Vec<String>,
+    /// Partitions of each topic.
+    #[arg(long, default_value_t = 12)]
+    partitions: u32,
+    /// Records without a produce time to read first; `caught up` is
+    /// printed once they are read.
+    #[arg(long, default_value_t = 0)]
+    skip: u64,
+    /// Records with a produce time to time.
+    #[arg(long)]
+    records: u64,
+    /// A consumer property, KEY=VALUE (repeatable).
+    #[arg(long = "property", value_parser = parse_property)]
+    properties: Vec<(String, String)>,
+    /// Seconds to wait for all the records.
+    #[arg(long, default_value_t = 120)]
+    timeout_secs: u64,
+}
+
+fn parse_property(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text.split_once('=').ok_or("expected KEY=VALUE")?;
+    Ok((key.trim().to_owned(), value.trim().to_owned()))
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Produce(args) => produce(args),
+        Command::Consume(args) => {
+            let request = consumer::Consume {
+                brokers: &args.brokers,
+                topics: &args.topics,
+                partitions: args.partitions,
+                skip: args.skip,
+                records: args.records,
+                properties: &args.properties,
+            };
+            let latency = consumer::consume(&request, Duration::from_secs(args.timeout_secs))?;
+            println!(
+                "consumed {} records; produce->consume latency p50_ms={:.2} p99_ms={:.2}",
+                latency.samples,
+                latency.p50_us as f64 / 1e3,
+                latency.p99_us as f64 / 1e3
+            );
+            Ok(())
+        }
         Command::Sample { value_size } => {
             let fields = Fields {
                 key: "sample/k0000",
