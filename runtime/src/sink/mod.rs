@@ -180,6 +180,9 @@ impl HttpSink {
             HeaderValue::from_static(USER_AGENT),
         );
         base_headers.insert(http::header::ACCEPT, HeaderValue::from_static("*/*"));
+        if let Some(credentials) = basic_credentials(url) {
+            base_headers.insert(http::header::AUTHORIZATION, credentials);
+        }
         let mut replaced: Vec<HeaderName> = Vec::new();
         for (name, value) in &callback.headers {
             // Validated with the configuration; a failure here is a bug.
@@ -254,6 +257,23 @@ impl HttpSink {
             body: Bytes::from(request.body),
         })
     }
+}
+
+/// `Authorization: Basic` from the URL's `user:password@`, as curl sends it
+/// (a configured `Authorization` header wins).
+fn basic_credentials(url: &Url) -> Option<HeaderValue> {
+    use base64::Engine as _;
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let decode = |text: &str| percent_encoding::percent_decode_str(text).collect::<Vec<u8>>();
+    let mut pair = decode(url.username());
+    pair.push(b':');
+    pair.extend(decode(url.password().unwrap_or("")));
+    let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+    let mut value = HeaderValue::try_from(format!("Basic {encoded}")).ok()?;
+    value.set_sensitive(true);
+    Some(value)
 }
 
 /// The path and query of `url`, as a request target.
@@ -498,6 +518,38 @@ mod tests {
         assert!(url("//evil.example/x").is_err());
         assert!(url("/a b").is_err());
         assert!(url("/a#frag").is_err());
+    }
+
+    #[test]
+    fn credentials_in_the_url_become_basic_authorization() {
+        let with_credentials = |url: &str| {
+            let mut config = CallbackConfig {
+                url: Url::parse(url).unwrap(),
+                method: Method::POST,
+                headers: Vec::new(),
+                connect_timeout: None,
+                read_timeout: None,
+            };
+            let sink = HttpSink::build(&config, RouteChoice::Direct).unwrap();
+            let plain = sink
+                .prepare("c", &record(vec![]), request(&[], None))
+                .unwrap();
+            config.headers = vec![("Authorization".into(), "Bearer t".into())];
+            let sink = HttpSink::build(&config, RouteChoice::Direct).unwrap();
+            let configured = sink
+                .prepare("c", &record(vec![]), request(&[], None))
+                .unwrap();
+            (plain, configured)
+        };
+        let (plain, configured) = with_credentials("https://al%40ice:p%3Ass@example.com/hook");
+        // base64("al@ice:p:ss")
+        assert_eq!(plain.headers()["authorization"], "Basic YWxAaWNlOnA6c3M=");
+        assert!(plain.headers()["authorization"].is_sensitive());
+        assert_eq!(plain.headers()["host"], "example.com");
+        assert_eq!(configured.headers()["authorization"], "Bearer t");
+        let (plain, _) = with_credentials("http://example.com:8080/hook");
+        assert!(plain.headers().get("authorization").is_none());
+        assert_eq!(plain.headers()["host"], "example.com:8080");
     }
 
     #[test]
