@@ -27,7 +27,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::{PreparedRequest, RESPONSE_BODY_CAP, Timeouts, error_chain};
+use super::{PreparedRequest, ResponseReader, Timeouts, error_chain};
 use crate::guest::bindings::{AttemptOutcome, HttpResponse, TransportError, TransportErrorKind};
 
 /// Where a connector's direct connections go.
@@ -295,41 +295,25 @@ enum Failure {
     Broken(hyper::Error),
 }
 
-/// Reads the status, headers and up to [`RESPONSE_BODY_CAP`] body bytes; true
+/// Reads the status, headers and up to [`super::RESPONSE_BODY_CAP`] body bytes; true
 /// with them when the connection can carry another request (the whole body
 /// was read).
 async fn read_response(
     response: hyper::Response<Incoming>,
 ) -> Result<(HttpResponse, bool), hyper::Error> {
-    let (head, mut body_stream) = response.into_parts();
-    let headers = head
-        .headers
-        .iter()
-        .filter_map(|(name, value)| {
-            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
-        })
-        .collect();
-    let mut body = Vec::new();
-    let mut body_truncated = false;
-    while let Some(frame) = body_stream.frame().await {
-        let Ok(chunk) = frame?.into_data() else {
-            continue; // trailers
-        };
-        let room = RESPONSE_BODY_CAP - body.len();
-        if chunk.len() > room {
-            body.extend_from_slice(&chunk[..room]);
-            body_truncated = true;
+    let (head, mut body) = response.into_parts();
+    let mut reader = ResponseReader::new(head.status, &head.headers);
+    while let Some(frame) = body.frame().await {
+        // Trailers are not data; they are skipped.
+        if let Ok(chunk) = frame?.into_data()
+            && !reader.push(&chunk)
+        {
             break;
         }
-        body.extend_from_slice(&chunk);
     }
-    let response = HttpResponse {
-        status: head.status.as_u16(),
-        headers,
-        body,
-        body_truncated,
-    };
-    Ok((response, !body_truncated))
+    let response = reader.finish();
+    let whole = !response.body_truncated;
+    Ok((response, whole))
 }
 
 fn transport(

@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::*;
 use crate::config::CallbackConfig;
 use crate::guest::bindings::{KafkaRecord, OutboundRequest, TimestampType};
-use crate::sink::{HttpSink, LaneSender, RouteChoice};
+use crate::sink::{HttpSink, LaneSender, RESPONSE_BODY_CAP, RouteChoice};
 
 /// What a scripted server does with each request it reads.
 #[derive(Clone, Copy)]

@@ -16,7 +16,9 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 
 use crate::config::CallbackConfig;
-use crate::guest::bindings::{AttemptOutcome, HttpMethod, KafkaRecord, OutboundRequest};
+use crate::guest::bindings::{
+    AttemptOutcome, HttpMethod, HttpResponse, KafkaRecord, OutboundRequest,
+};
 use direct::{DirectConnection, Endpoint};
 use proxied::ProxiedClient;
 
@@ -256,6 +258,45 @@ impl HttpSink {
             headers,
             body: Bytes::from(request.body),
         })
+    }
+}
+
+/// A response as the guest sees it, its body collected up to
+/// [`RESPONSE_BODY_CAP`] bytes.
+struct ResponseReader(HttpResponse);
+
+impl ResponseReader {
+    /// Starts with the status and the headers whose values are text.
+    fn new(status: http::StatusCode, headers: &HeaderMap) -> Self {
+        let headers = headers
+            .iter()
+            .filter_map(|(name, value)| {
+                Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+            })
+            .collect();
+        Self(HttpResponse {
+            status: status.as_u16(),
+            headers,
+            body: Vec::new(),
+            body_truncated: false,
+        })
+    }
+
+    /// Appends a body chunk; false once the cap is reached (read no more).
+    fn push(&mut self, chunk: &[u8]) -> bool {
+        let body = &mut self.0.body;
+        let room = RESPONSE_BODY_CAP - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            self.0.body_truncated = true;
+            return false;
+        }
+        body.extend_from_slice(chunk);
+        true
+    }
+
+    fn finish(self) -> HttpResponse {
+        self.0
     }
 }
 

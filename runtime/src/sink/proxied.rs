@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use reqwest::Client;
 
-use super::{PreparedRequest, RESPONSE_BODY_CAP, SinkError, Timeouts, error_chain};
-use crate::guest::bindings::{AttemptOutcome, HttpResponse, TransportError, TransportErrorKind};
+use super::{PreparedRequest, ResponseReader, SinkError, Timeouts, error_chain};
+use crate::guest::bindings::{AttemptOutcome, TransportError, TransportErrorKind};
 
 /// The environment variables that route callbacks through a proxy.
 const PROXY_VARIABLES: [&str; 6] = [
@@ -89,38 +89,16 @@ impl ProxiedClient {
 }
 
 async fn read_response(mut response: reqwest::Response) -> AttemptOutcome {
-    let status = response.status().as_u16();
-    let headers = response
-        .headers()
-        .iter()
-        .filter_map(|(name, value)| {
-            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
-        })
-        .collect();
-    let mut body = Vec::new();
-    let mut body_truncated = false;
+    let mut reader = ResponseReader::new(response.status(), response.headers());
     loop {
         match response.chunk().await {
-            Ok(Some(chunk)) => {
-                let room = RESPONSE_BODY_CAP - body.len();
-                if chunk.len() > room {
-                    body.extend_from_slice(&chunk[..room]);
-                    body_truncated = true;
-                    break;
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => break,
+            Ok(Some(chunk)) if reader.push(&chunk) => {}
+            Ok(_) => break,
             // The status line arrived, then the connection broke mid-body.
             Err(error) => return AttemptOutcome::Transport(transport_error(error)),
         }
     }
-    AttemptOutcome::Response(HttpResponse {
-        status,
-        headers,
-        body,
-        body_truncated,
-    })
+    AttemptOutcome::Response(reader.finish())
 }
 
 /// The error's kind and text, without the URL (it may carry credentials in

@@ -42,17 +42,24 @@ enum Command {
     },
 }
 
+/// The broker and the topics, as every command names them.
 #[derive(Debug, Args)]
-struct Produce {
+struct Topics {
     /// Kafka bootstrap servers.
     #[arg(long)]
     brokers: String,
-    /// Topics to fill in turn, comma-separated.
+    /// Topics, comma-separated (filled in turn).
     #[arg(long, value_delimiter = ',', required = true)]
     topics: Vec<String>,
     /// Partitions of each topic.
     #[arg(long, default_value_t = 12)]
     partitions: u32,
+}
+
+#[derive(Debug, Args)]
+struct Produce {
+    #[command(flatten)]
+    target: Topics,
     /// Records to produce, across all topics.
     #[arg(long, default_value_t = 100_000)]
     records: u64,
@@ -74,15 +81,8 @@ struct Produce {
 
 #[derive(Debug, Args)]
 struct Consume {
-    /// Kafka bootstrap servers.
-    #[arg(long)]
-    brokers: String,
-    /// Topics to read, comma-separated.
-    #[arg(long, value_delimiter = ',', required = true)]
-    topics: Vec<String>,
-    /// Partitions of each topic.
-    #[arg(long, default_value_t = 12)]
-    partitions: u32,
+    #[command(flatten)]
+    source: Topics,
     /// Records without a produce time to read first; `caught up` is
     /// printed once they are read.
     #[arg(long, default_value_t = 0)]
@@ -108,9 +108,9 @@ fn main() -> anyhow::Result<()> {
         Command::Produce(args) => produce(args),
         Command::Consume(args) => {
             let request = consumer::Consume {
-                brokers: &args.brokers,
-                topics: &args.topics,
-                partitions: args.partitions,
+                brokers: &args.source.brokers,
+                topics: &args.source.topics,
+                partitions: args.source.partitions,
                 skip: args.skip,
                 records: args.records,
                 properties: &args.properties,
@@ -140,19 +140,19 @@ fn main() -> anyhow::Result<()> {
 
 fn produce(args: Produce) -> anyhow::Result<()> {
     anyhow::ensure!(
-        args.partitions > 0 && args.keys > 0,
+        args.target.partitions > 0 && args.keys > 0,
         "--partitions and --keys must be positive"
     );
     if let Some(rate) = args.rate {
         anyhow::ensure!(rate > 0.0, "--rate must be positive");
     }
     let plan = Plan {
-        topics: args.topics,
-        partitions: args.partitions,
+        topics: args.target.topics,
+        partitions: args.target.partitions,
         keys: args.keys,
         first_index: args.first_index,
     };
-    let mut producer = Producer::new(&args.brokers, args.rate.is_some())?;
+    let mut producer = Producer::new(&args.target.brokers, args.rate.is_some())?;
     let started = Instant::now();
     let mut value = String::with_capacity(args.value_size);
     for g in 0..args.records {
