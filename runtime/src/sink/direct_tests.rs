@@ -26,6 +26,8 @@ enum Script {
     Silent,
     /// Writes half a status line and closes.
     BreakMidAnswer,
+    /// Writes the head and part of the body, then closes.
+    BreakMidBody,
     /// Answers the first bytes it reads with a plain-HTTP 400 and closes,
     /// as an HTTP server does with a TLS handshake.
     PlainHttpOnly,
@@ -118,6 +120,11 @@ async fn serve_connection(
             Script::Silent => std::future::pending::<()>().await,
             Script::BreakMidAnswer => {
                 stream.write_all(b"HTTP/1.1 2").await.unwrap();
+                return;
+            }
+            Script::BreakMidBody => {
+                let partial = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{\"retry\":";
+                stream.write_all(partial).await.unwrap();
                 return;
             }
             Script::PlainHttpOnly => unreachable!("answered before reading a request"),
@@ -286,6 +293,16 @@ async fn an_answer_broken_off_is_an_io_error_and_the_next_attempt_reconnects() {
         TransportErrorKind::Io
     );
     assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_body_broken_off_is_an_io_error_even_without_a_read_timeout() {
+    let server = serve(Script::BreakMidBody).await;
+    let (mut lane, request) = lane(&format!("http://127.0.0.1:{}/", server.port), None);
+    let outcome = tokio::time::timeout(Duration::from_secs(5), lane.send(&request))
+        .await
+        .expect("the attempt ends when the connection does");
+    assert_eq!(transport_kind(&outcome), TransportErrorKind::Io);
 }
 
 #[tokio::test]
