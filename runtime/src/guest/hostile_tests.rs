@@ -25,7 +25,14 @@ fn record(value: &str) -> KafkaRecord {
 }
 
 async fn hostile(limits: GuestLimits, config: &[(&str, &str)]) -> Result<LaneGuests, GuestError> {
-    let engine = GuestEngine::new().unwrap();
+    hostile_on(&GuestEngine::new().unwrap(), limits, config).await
+}
+
+async fn hostile_on(
+    engine: &GuestEngine,
+    limits: GuestLimits,
+    config: &[(&str, &str)],
+) -> Result<LaneGuests, GuestError> {
     let settings = GuestSettings {
         path: Some(Path::new(wasmsink_guest_artifacts::TEST_GUESTS).to_owned()),
         config: config
@@ -35,7 +42,7 @@ async fn hostile(limits: GuestLimits, config: &[(&str, &str)]) -> Result<LaneGue
         limits,
         ..GuestSettings::default()
     };
-    let plan = GuestPlan::prepare(&engine, "hostile", &settings, Vec::new()).await?;
+    let plan = GuestPlan::prepare(engine, "hostile", &settings, Vec::new()).await?;
     plan.dry_run().await?;
     Ok(plan.lane())
 }
@@ -47,6 +54,36 @@ fn ok_response() -> AttemptOutcome {
         body: vec![],
         body_truncated: false,
     })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ticker_sleeps_while_idle_and_still_interrupts_a_loop_at_once() {
+    let engine = GuestEngine::new().unwrap();
+    let mut guests = hostile_on(&engine, GuestLimits::default(), &[])
+        .await
+        .unwrap();
+    let waiting = Instant::now();
+    while !engine.ticker.sleeping() {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(5),
+            "the ticker should sleep after about 100 idle ticks"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = Instant::now();
+    let error = guests.transform(&record("loop")).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            GuestError::Timeout {
+                call: GuestCall::Transform,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "interrupted after {took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

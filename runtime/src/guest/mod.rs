@@ -16,6 +16,7 @@ mod clock;
 mod output;
 mod plan;
 mod state;
+mod ticker;
 pub mod tool;
 
 use std::path::{Path, PathBuf};
@@ -31,13 +32,12 @@ use bindings::{
 pub use cache::{CacheOutcome, CompileCache};
 pub use plan::{GuestPlan, LaneGuests};
 use state::GuestState;
+use ticker::EpochTicker;
 
 /// The built-in guest component, built by `build.rs` from `runtime/builtin-guest`.
 pub const BUILTIN_GUEST_WASM: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/wasmsink_builtin_guest.wasm"));
 
-/// How often the epoch ticker advances the engine's epoch.
-const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Largest `.wasm` file accepted.
 pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
 /// Largest request body a `transform` may return.
@@ -241,6 +241,7 @@ pub fn check_component_bytes(bytes: &[u8]) -> Result<(), GuestError> {
 #[derive(Clone)]
 pub struct GuestEngine {
     engine: Engine,
+    ticker: EpochTicker,
     linker: Arc<Linker<GuestState>>,
     builtin: Component,
     cache: Option<CompileCache>,
@@ -256,7 +257,7 @@ impl GuestEngine {
     /// Builds the engine, starts its epoch ticker and loads the built-in guest.
     pub fn with_options(options: &EngineOptions) -> Result<Self, GuestError> {
         let (engine, pooling) = build_engine(options)?;
-        start_epoch_ticker(&engine);
+        let ticker = EpochTicker::start(&engine);
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
@@ -271,6 +272,7 @@ impl GuestEngine {
         let builtin = compile_with(&engine, cache.as_ref(), BUILTIN_GUEST_WASM)?;
         Ok(Self {
             engine,
+            ticker,
             linker: Arc::new(linker),
             builtin,
             cache,
@@ -362,6 +364,7 @@ impl GuestEngine {
         }
         Ok(PreparedGuest {
             engine: self.engine.clone(),
+            ticker: self.ticker.clone(),
             pre,
             transform,
             retry,
@@ -419,25 +422,11 @@ fn build_engine(options: &EngineOptions) -> Result<(Engine, bool), GuestError> {
     Ok((engine, false))
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is dropped.
-fn start_epoch_ticker(engine: &Engine) {
-    let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("wasmsink-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        })
-        .expect("spawning the epoch ticker thread");
-}
-
 /// A guest component pre-instantiated for one connector.
 #[derive(Clone)]
 pub struct PreparedGuest {
     engine: Engine,
+    ticker: EpochTicker,
     pre: InstancePre<GuestState>,
     transform: Option<bindings::transform::TransformPluginIndices>,
     retry: Option<bindings::retry::RetryPluginIndices>,
@@ -472,6 +461,7 @@ impl PreparedGuest {
                 UpdateDeadline::Continue(1)
             })
         });
+        let _ticking = self.ticker.call();
         arm_deadline(&mut store, self.limits.init_timeout);
         let instance = self
             .pre
@@ -495,6 +485,7 @@ impl PreparedGuest {
             None => None,
         };
         let mut instance = GuestInstance {
+            ticker: self.ticker.clone(),
             store,
             transform,
             retry,
@@ -512,6 +503,7 @@ fn arm_deadline(store: &mut Store<GuestState>, timeout: Duration) {
 
 /// A live guest instance owned by one partition lane.
 pub struct GuestInstance {
+    ticker: EpochTicker,
     store: Store<GuestState>,
     transform: Option<bindings::transform::TransformPlugin>,
     retry: Option<bindings::retry::RetryPlugin>,
@@ -520,6 +512,7 @@ pub struct GuestInstance {
 
 impl GuestInstance {
     async fn init(&mut self, config: &[(String, String)]) -> Result<(), GuestError> {
+        let _ticking = self.ticker.call();
         arm_deadline(&mut self.store, self.limits.init_timeout);
         let result = match (&self.transform, &self.retry) {
             (Some(plugin), _) => {
@@ -562,6 +555,7 @@ impl GuestInstance {
             .transform
             .as_ref()
             .expect("the caller checks has_transform");
+        let _ticking = self.ticker.call();
         arm_deadline(&mut self.store, self.limits.transform_timeout);
         let outcome = plugin
             .wasmsink_plugin_transformer()
@@ -580,6 +574,7 @@ impl GuestInstance {
         info: AttemptInfo,
     ) -> Result<RetryDecision, GuestError> {
         let plugin = self.retry.as_ref().expect("the caller checks has_decide");
+        let _ticking = self.ticker.call();
         arm_deadline(&mut self.store, self.limits.decide_timeout);
         let decision = plugin
             .wasmsink_plugin_retry_policy()
