@@ -33,10 +33,12 @@ enum Script {
     PlainHttpOnly,
 }
 
-/// A server on loopback; counts connections and keeps each request's head.
+/// A server on loopback; counts connections opened and closed, and keeps
+/// each request's head.
 struct Server {
     port: u16,
     connections: Arc<AtomicUsize>,
+    closed: Arc<AtomicUsize>,
     heads: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -44,18 +46,24 @@ async fn serve(script: Script) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let connections = Arc::new(AtomicUsize::new(0));
+    let closed = Arc::new(AtomicUsize::new(0));
     let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let (counted, kept) = (connections.clone(), heads.clone());
+    let (counted, ended, kept) = (connections.clone(), closed.clone(), heads.clone());
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
             counted.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(serve_connection(stream, script, kept.clone()));
+            let (ended, kept) = (ended.clone(), kept.clone());
+            tokio::spawn(async move {
+                serve_connection(stream, script, kept).await;
+                ended.fetch_add(1, Ordering::SeqCst);
+            });
         }
     });
     Server {
         port,
         connections,
+        closed,
         heads,
     }
 }
@@ -223,10 +231,17 @@ async fn one_connection_carries_every_attempt_of_a_lane() {
 async fn a_connection_the_server_closed_while_idle_is_replaced_without_a_failed_attempt() {
     let server = serve(Script::AnswerThenClose).await;
     let (mut lane, request) = lane(&format!("http://127.0.0.1:{}/", server.port), None);
-    for _ in 0..3 {
+    for sent in 1..=3 {
         assert_eq!(status(&lane.send(&request).await), 200);
-        // Let the close arrive while the connection is idle.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The server has closed the connection before the next attempt.
+        let waiting = Instant::now();
+        while server.closed.load(Ordering::SeqCst) < sent {
+            assert!(
+                waiting.elapsed() < Duration::from_secs(5),
+                "the server never closed"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
     assert_eq!(server.connections.load(Ordering::SeqCst), 3);
     assert_eq!(
