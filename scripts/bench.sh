@@ -434,7 +434,7 @@ measure_latency() {
     load latency-load --records "$latency_records" --first-index "$records" --rate "$LATENCY_RATE"
     ACK_P99="$(grep -o 'p99_ms=[0-9.]*' "$dir/latency-load.log" | cut -d= -f2)"
     wait "$floor_pid" || die "the latency floor consumer failed; see $dir/latency-floor.log"
-    log "$name: floor: $(cat "$dir/latency-floor.log" | tail -1)"
+    log "$name: floor: $(tail -1 "$dir/latency-floor.log")"
     FLOOR_P99="$(grep -o 'p99_ms=[0-9.]*' "$dir/latency-floor.log" | cut -d= -f2)"
     EXPECTED=$((records + latency_records))
     wait_for_records "$RECEIVER_PORT" "$EXPECTED" "$WASMSINK_PID"
