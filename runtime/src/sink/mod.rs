@@ -185,20 +185,16 @@ impl HttpSink {
         if let Some(credentials) = basic_credentials(url) {
             base_headers.insert(http::header::AUTHORIZATION, credentials);
         }
-        let mut replaced: Vec<HeaderName> = Vec::new();
-        for (name, value) in &callback.headers {
-            // Validated with the configuration; a failure here is a bug.
+        // Validated with the configuration; a failure here is a bug.
+        let configured = callback.headers.iter().map(|(name, value)| {
             let name =
                 HeaderName::from_bytes(name.as_bytes()).map_err(|e| SinkError(e.to_string()))?;
             let mut value = HeaderValue::from_str(value)
                 .map_err(|_| SinkError(format!("bad value for {name}")))?;
             value.set_sensitive(true);
-            if !replaced.contains(&name) {
-                base_headers.remove(&name);
-                replaced.push(name.clone());
-            }
-            base_headers.append(name, value);
-        }
+            Ok((name, value))
+        });
+        override_headers(&mut base_headers, configured)?;
         Ok(Self {
             route,
             timeouts,
@@ -236,18 +232,14 @@ impl HttpSink {
         };
         let mut headers = self.base_headers.clone();
         headers.reserve(request.headers.len() + TRACE_HEADER_COUNT);
-        let mut replaced: Vec<HeaderName> = Vec::new();
-        for (name, value) in &request.headers {
+        let from_guest = request.headers.iter().map(|(name, value)| {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| RequestError::InvalidHeaderName(name.clone()))?;
             let value = HeaderValue::from_str(value)
                 .map_err(|_| RequestError::InvalidHeaderValue(name.to_string()))?;
-            if !replaced.contains(&name) {
-                headers.remove(&name);
-                replaced.push(name.clone());
-            }
-            headers.append(name, value);
-        }
+            Ok((name, value))
+        });
+        override_headers(&mut headers, from_guest)?;
         insert_trace_headers(&mut headers, connector, record);
         let method = request
             .method
@@ -259,6 +251,25 @@ impl HttpSink {
             body: Bytes::from(request.body),
         })
     }
+}
+
+/// Adds `added` to `headers`: a name in `added` replaces that name's values
+/// in `headers` (compared case-insensitively), and every value `added`
+/// gives for it is kept. Stops at the first error.
+fn override_headers<E>(
+    headers: &mut HeaderMap,
+    added: impl Iterator<Item = Result<(HeaderName, HeaderValue), E>>,
+) -> Result<(), E> {
+    let mut replaced: Vec<HeaderName> = Vec::new();
+    for header in added {
+        let (name, value) = header?;
+        if !replaced.contains(&name) {
+            headers.remove(&name);
+            replaced.push(name.clone());
+        }
+        headers.append(name, value);
+    }
+    Ok(())
 }
 
 /// A response as the guest sees it, its body collected up to
