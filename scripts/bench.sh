@@ -21,6 +21,9 @@
 #                                           correctness only (no wrk, no speed)
 #   ENVELOPE_WASM=path/json_envelope.wasm   the example guest of envelope-guest
 #                                           (built from guest-examples if unset)
+#   WASMSINK=path/to/wasmsink               benchmark this wasmsink binary instead
+#                                           of the checkout's (run two builds in
+#                                           turns to compare them)
 #
 # Exits 1 if any record is missing, duplicated or out of order, or if
 # wasmsink does not exit cleanly on SIGTERM. Speed targets are reported,
@@ -145,6 +148,7 @@ else
     cargo build --locked --quiet -p wasmsink -p wasmsink-bench
 fi
 BIN="target/$profile"
+WASMSINK_BIN="${WASMSINK:-$BIN/wasmsink}"
 CLK_TCK="$(getconf CLK_TCK)"
 OUT="target/bench/$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT"
@@ -378,7 +382,7 @@ measure_limits() {
 # WASMSINK_PID, LAUNCH_US, READY_MS, ASSIGNED_MS and CPU_READY.
 launch_wasmsink() {
     LAUNCH_US=${EPOCHREALTIME/./}
-    spawn "$dir/wasmsink.log" env RUST_LOG=info "$BIN/wasmsink" --log-format json run --config "$dir/wasmsink.toml"
+    spawn "$dir/wasmsink.log" env RUST_LOG=info "$WASMSINK_BIN" --log-format json run --config "$dir/wasmsink.toml"
     WASMSINK_PID=$SPAWNED
     wait_for_line "$dir/wasmsink.log" "partitions assigned" 60 "$topics"
     CPU_READY="$(cpu_seconds "$WASMSINK_PID")"
@@ -488,7 +492,7 @@ run_scenario() {
     measure_limits
     start_receiver "$dir/receiver.log" --fail-fraction "$fail_fraction" --delay-ms "$delay_ms"
     write_config
-    if [ -n "$guest_path" ] && ! "$BIN/wasmsink" check --config "$dir/wasmsink.toml" >"$dir/check.log" 2>&1; then
+    if [ -n "$guest_path" ] && ! "$WASMSINK_BIN" check --config "$dir/wasmsink.toml" >"$dir/check.log" 2>&1; then
         skip_scenario "this wasmsink refuses guest.path (see $dir/check.log)"
         return
     fi
