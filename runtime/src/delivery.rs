@@ -102,7 +102,7 @@ impl LaneHandle {
             topic,
             partition,
         };
-        let join = tokio::spawn(async move {
+        let join = crate::lane_threads::spawn(async move {
             if let Some(previous) = predecessor {
                 let _ = previous.await;
             }

@@ -16,6 +16,7 @@ pub mod deadletter;
 pub mod delivery;
 pub mod guest;
 pub mod kafka;
+mod lane_threads;
 pub mod messenger;
 pub mod metrics;
 pub mod quickstart;
