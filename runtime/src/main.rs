@@ -13,6 +13,13 @@ use wasmsink::messenger::Messengers;
 use wasmsink::store::SqliteStore;
 use wasmsink::supervisor::Supervisor;
 
+/// mimalloc instead of the system allocator: a record's delivery makes
+/// about 40 small allocations, freed on other threads, and glibc's malloc
+/// made them cost about 5% more CPU per record, for 15 MiB less peak RSS
+/// (see README, "Benchmarks").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A WebAssembly-pluggable Kafka-to-HTTP sink.
 #[derive(Debug, Parser)]
 #[command(version, about)]
