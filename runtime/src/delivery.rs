@@ -310,12 +310,17 @@ impl Lane {
                 AttemptOutcome::Response(response) => Some(response.status),
                 AttemptOutcome::Transport(_) => None,
             };
-            stats.attempts.record(last_status, sent.elapsed());
+            // One clock read serves the attempt's duration, the record's
+            // elapsed time and the start of `decide`.
+            let answered = Instant::now();
+            stats.attempts.record(last_status, answered - sent);
             let info = AttemptInfo {
                 attempt,
-                elapsed_ms: started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
+                elapsed_ms: (answered - started)
+                    .as_millis()
+                    .try_into()
+                    .unwrap_or(u64::MAX),
             };
-            let deciding = Instant::now();
             let decided = match guest.decide(&reference, &outcome, info).await {
                 Err(error) if error.is_call_failure() => {
                     self.note_retrying(record, &error);
@@ -325,7 +330,7 @@ impl Lane {
             };
             stats
                 .guest_calls
-                .record(GuestExport::Decide, deciding.elapsed());
+                .record(GuestExport::Decide, answered.elapsed());
             let decision = match decided {
                 Ok(decision) => decision,
                 Err(error) => return self.guest_failed(record, error, attempt, last_status).await,

@@ -425,13 +425,12 @@ fn kafka_trace_id(record: &KafkaRecord) -> Option<&[u8]> {
 /// MD5(connector + topic + partition + offset), over UTF-8.
 pub fn trace_id(connector: &str, topic: &str, partition: i32, offset: i64) -> String {
     let mut md5 = Md5::new();
+    let mut digits = itoa::Buffer::new();
     md5.update(connector.as_bytes());
     md5.update(topic.as_bytes());
-    md5.update(partition.to_string().as_bytes());
-    md5.update(offset.to_string().as_bytes());
-    let mut id = hex::encode(md5.finalize());
-    id.truncate(16);
-    id
+    md5.update(digits.format(partition).as_bytes());
+    md5.update(digits.format(offset).as_bytes());
+    hex::encode(&md5.finalize()[..8])
 }
 
 #[cfg(test)]
