@@ -163,13 +163,14 @@ mod tests {
     #[tokio::test]
     async fn a_new_lane_fills_the_thread_a_finished_lane_left() {
         let threads = LaneThreads::start(2);
-        let (release_first, wait) = oneshot::channel();
-        let first = threads.spawn(lane(wait));
-        let (_keep_second, wait) = oneshot::channel();
-        let _second = threads.spawn(lane(wait));
-        release_first.send(()).unwrap();
-        let freed = first.await.unwrap();
+        let (_keep_first, wait) = oneshot::channel();
+        let _first = threads.spawn(lane(wait));
+        let (release_second, wait) = oneshot::channel();
+        let second = threads.spawn(lane(wait));
+        release_second.send(()).unwrap();
+        let freed = second.await.unwrap();
 
+        // Taking turns would put the third lane next to the first.
         let (release_third, wait) = oneshot::channel();
         let third = threads.spawn(lane(wait));
         release_third.send(()).unwrap();

@@ -14,7 +14,7 @@ use wasmsink::store::SqliteStore;
 use wasmsink::supervisor::Supervisor;
 
 /// mimalloc instead of the system allocator: a record's delivery makes
-/// about 40 small allocations, freed on other threads, and glibc's malloc
+/// about 40 small allocations, many freed on another thread, and glibc's malloc
 /// made them cost about 5% more CPU per record, for 15 MiB less peak RSS
 /// (see README, "Benchmarks").
 #[global_allocator]
