@@ -26,7 +26,7 @@ use crate::guest::bindings::{
 };
 use crate::guest::{GuestError, LaneGuests};
 use crate::metrics::GuestExport;
-use crate::sink::{LaneSender, PreparedRequest};
+use crate::sink::{LaneSender, PreparedRequest, ResponseHeaders};
 
 /// How long a lane waits after a consumer error before reading again.
 const CONSUMER_ERROR_PAUSE: Duration = Duration::from_millis(100);
@@ -92,7 +92,13 @@ impl LaneHandle {
         let next_offset = Arc::new(AtomicI64::new(-1));
         let stop = connector.halt_token().child_token();
         let guest = connector.guests.lane();
-        let sender = connector.sink.lane();
+        let sender = connector
+            .sink
+            .lane(if connector.guests.decide_reads_response_headers() {
+                ResponseHeaders::Keep
+            } else {
+                ResponseHeaders::Drop
+            });
         let lane = Lane {
             pause: connector.pause_watch(),
             connector,

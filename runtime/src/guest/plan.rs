@@ -70,6 +70,12 @@ impl GuestPlan {
         (name(self.transform_custom), name(self.decide_custom))
     }
 
+    /// Whether the guest that decides reads response headers: a custom
+    /// `decide` may; the built-in guest decides from the status and body.
+    pub fn decide_reads_response_headers(&self) -> bool {
+        self.decide_custom
+    }
+
     /// Instances for one partition lane, built on first use.
     pub fn lane(&self) -> LaneGuests {
         LaneGuests {
@@ -138,5 +144,38 @@ impl LaneGuests {
                 self.builtin = None;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    async fn plan(engine: &GuestEngine, path: Option<&str>) -> GuestPlan {
+        let settings = GuestSettings {
+            path: path.map(|p| Path::new(p).to_owned()),
+            ..GuestSettings::default()
+        };
+        GuestPlan::prepare(engine, "c", &settings, Vec::new())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn only_a_custom_decide_reads_response_headers() {
+        let engine = GuestEngine::new().unwrap();
+        let builtin_only = plan(&engine, None).await;
+        assert_eq!(builtin_only.describe(), ("built-in", "built-in"));
+        assert!(!builtin_only.decide_reads_response_headers());
+
+        let transform_only = plan(&engine, Some(wasmsink_guest_artifacts::JSON_ENVELOPE)).await;
+        assert_eq!(transform_only.describe(), ("custom", "built-in"));
+        assert!(!transform_only.decide_reads_response_headers());
+
+        let custom_decide = plan(&engine, Some(wasmsink_guest_artifacts::HTTP_RETRY)).await;
+        assert_eq!(custom_decide.describe().1, "custom");
+        assert!(custom_decide.decide_reads_response_headers());
     }
 }

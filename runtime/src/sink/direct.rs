@@ -27,7 +27,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::{PreparedRequest, ResponseReader, Timeouts, error_chain};
+use super::{PreparedRequest, ResponseHeaders, ResponseReader, Timeouts, error_chain};
 use crate::guest::bindings::{AttemptOutcome, HttpResponse, TransportError, TransportErrorKind};
 
 /// Where a connector's direct connections go.
@@ -97,6 +97,7 @@ fn tls_connector() -> Result<TlsConnector, TransportError> {
 pub struct DirectConnection {
     endpoint: Arc<Endpoint>,
     timeouts: Timeouts,
+    response_headers: ResponseHeaders,
     open: Option<Box<Open>>,
 }
 
@@ -117,10 +118,15 @@ enum Exchanged {
 
 impl DirectConnection {
     /// A lane's connection, opened on its first attempt.
-    pub fn new(endpoint: Arc<Endpoint>, timeouts: Timeouts) -> Self {
+    pub fn new(
+        endpoint: Arc<Endpoint>,
+        timeouts: Timeouts,
+        response_headers: ResponseHeaders,
+    ) -> Self {
         Self {
             endpoint,
             timeouts,
+            response_headers,
             open: None,
         }
     }
@@ -130,7 +136,7 @@ impl DirectConnection {
     /// an attempt: the request had not been written.
     pub async fn send(&mut self, request: &PreparedRequest) -> AttemptOutcome {
         if let Some(open) = self.open.take() {
-            match exchange(open, request, self.timeouts.read).await {
+            match exchange(open, request, self.timeouts.read, self.response_headers).await {
                 Exchanged::NotSent => {}
                 Exchanged::Finished(outcome, reusable) => {
                     self.open = reusable;
@@ -142,7 +148,7 @@ impl DirectConnection {
             Ok(open) => Box::new(open),
             Err(error) => return AttemptOutcome::Transport(error),
         };
-        match exchange(open, request, self.timeouts.read).await {
+        match exchange(open, request, self.timeouts.read, self.response_headers).await {
             Exchanged::NotSent => AttemptOutcome::Transport(TransportError {
                 kind: TransportErrorKind::Io,
                 message: "the server closed a new connection before the request was sent".into(),
@@ -228,6 +234,7 @@ async fn exchange(
     mut open: Box<Open>,
     request: &PreparedRequest,
     read_timeout: Option<Duration>,
+    response_headers: ResponseHeaders,
 ) -> Exchanged {
     let Open { sender, driver } = &mut *open;
     let mut message = hyper::Request::new(Full::new(request.body.clone()));
@@ -247,7 +254,9 @@ async fn exchange(
                         None => Failure::Broken(e.into_error()),
                     }
                 })?;
-                read_response(response).await.map_err(Failure::Broken)
+                read_response(response, response_headers)
+                    .await
+                    .map_err(Failure::Broken)
             });
         let driven = async {
             let mut attempt = attempt;
@@ -300,9 +309,10 @@ enum Failure {
 /// was read).
 async fn read_response(
     response: hyper::Response<Incoming>,
+    headers: ResponseHeaders,
 ) -> Result<(HttpResponse, bool), hyper::Error> {
     let (head, mut body) = response.into_parts();
-    let mut reader = ResponseReader::new(head.status, &head.headers);
+    let mut reader = ResponseReader::new(head.status, &head.headers, headers);
     while let Some(frame) = body.frame().await {
         // Trailers are not data; they are skipped.
         if let Ok(chunk) = frame?.into_data()

@@ -173,7 +173,7 @@ fn lane(url: &str, read_timeout: Option<Duration>) -> (LaneSender, PreparedReque
         body: br#"{"id":1}"#.to_vec(),
     };
     let prepared = sink.prepare("c", &record(), request).unwrap();
-    (sink.lane(), prepared)
+    (sink.lane(ResponseHeaders::Keep), prepared)
 }
 
 fn status(outcome: &AttemptOutcome) -> u16 {
@@ -351,7 +351,10 @@ async fn the_proxied_route_sends_through_the_proxy() {
         body: b"{}".to_vec(),
     };
     let prepared = sink.prepare("c", &record(), request).unwrap();
-    assert_eq!(status(&sink.lane().send(&prepared).await), 200);
+    assert_eq!(
+        status(&sink.lane(ResponseHeaders::Keep).send(&prepared).await),
+        200
+    );
     let head = proxy.heads.lock().unwrap()[0].to_ascii_lowercase();
     assert!(
         head.starts_with("post http://callback.example:8080/hooks/orders http/1.1\r\n"),
@@ -361,4 +364,32 @@ async fn the_proxied_route_sends_through_the_proxy() {
         head.contains("\r\nhost: callback.example:8080\r\n"),
         "{head}"
     );
+}
+
+#[tokio::test]
+async fn response_headers_are_kept_for_a_guest_that_reads_them_and_dropped_otherwise() {
+    let server = serve(Script::Answer).await;
+    let url = format!("http://127.0.0.1:{}/", server.port);
+    let sink = HttpSink::build(&callback(&url, None), RouteChoice::Direct).unwrap();
+    let request = OutboundRequest {
+        method: None,
+        path_and_query: None,
+        headers: Vec::new(),
+        body: b"{}".to_vec(),
+    };
+    let prepared = sink.prepare("c", &record(), request).unwrap();
+    let response = |outcome| match outcome {
+        AttemptOutcome::Response(response) => response,
+        AttemptOutcome::Transport(error) => panic!("transport error: {error:?}"),
+    };
+
+    let kept = response(sink.lane(ResponseHeaders::Keep).send(&prepared).await);
+    assert_eq!(
+        kept.headers,
+        [("content-length".to_owned(), "2".to_owned())]
+    );
+
+    let dropped = response(sink.lane(ResponseHeaders::Drop).send(&prepared).await);
+    assert!(dropped.headers.is_empty(), "{:?}", dropped.headers);
+    assert_eq!((dropped.status, dropped.body.as_slice()), (200, &b"ok"[..]));
 }

@@ -126,12 +126,23 @@ impl PreparedRequest {
     }
 }
 
+/// Whether the responses a lane reads keep their headers for `decide`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseHeaders {
+    /// Every header whose value is text, names lower-case.
+    Keep,
+    /// None: the guest that decides does not read them (the built-in guest
+    /// decides from the status and body), so they are neither converted nor
+    /// copied into it.
+    Drop,
+}
+
 /// A lane's sender: its own connection, or the connector's proxied client.
 pub enum LaneSender {
     /// The lane's keep-alive connection.
     Direct(DirectConnection),
     /// The connector's client through the environment's proxy.
-    Proxied(ProxiedClient),
+    Proxied(ProxiedClient, ResponseHeaders),
 }
 
 impl LaneSender {
@@ -139,7 +150,7 @@ impl LaneSender {
     pub async fn send(&mut self, request: &PreparedRequest) -> AttemptOutcome {
         match self {
             LaneSender::Direct(connection) => connection.send(request).await,
-            LaneSender::Proxied(client) => client.send(request).await,
+            LaneSender::Proxied(client, headers) => client.send(request, *headers).await,
         }
     }
 }
@@ -205,13 +216,15 @@ impl HttpSink {
         })
     }
 
-    /// A sender for one lane.
-    pub fn lane(&self) -> LaneSender {
+    /// A sender for one lane, whose responses keep or drop their headers.
+    pub fn lane(&self, headers: ResponseHeaders) -> LaneSender {
         match &self.route {
-            Route::Direct(endpoint) => {
-                LaneSender::Direct(DirectConnection::new(endpoint.clone(), self.timeouts))
-            }
-            Route::Proxied(client) => LaneSender::Proxied(client.clone()),
+            Route::Direct(endpoint) => LaneSender::Direct(DirectConnection::new(
+                endpoint.clone(),
+                self.timeouts,
+                headers,
+            )),
+            Route::Proxied(client) => LaneSender::Proxied(client.clone(), headers),
         }
     }
 
@@ -277,14 +290,17 @@ fn override_headers<E>(
 struct ResponseReader(HttpResponse);
 
 impl ResponseReader {
-    /// Starts with the status and the headers whose values are text.
-    fn new(status: http::StatusCode, headers: &HeaderMap) -> Self {
-        let headers = headers
-            .iter()
-            .filter_map(|(name, value)| {
-                Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
-            })
-            .collect();
+    /// Starts with the status and, when kept, the headers whose values are text.
+    fn new(status: http::StatusCode, headers: &HeaderMap, which: ResponseHeaders) -> Self {
+        let headers = match which {
+            ResponseHeaders::Drop => Vec::new(),
+            ResponseHeaders::Keep => headers
+                .iter()
+                .filter_map(|(name, value)| {
+                    Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+                })
+                .collect(),
+        };
         Self(HttpResponse {
             status: status.as_u16(),
             headers,

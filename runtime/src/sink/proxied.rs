@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use reqwest::Client;
 
-use super::{PreparedRequest, ResponseReader, SinkError, Timeouts, error_chain};
+use super::{PreparedRequest, ResponseHeaders, ResponseReader, SinkError, Timeouts, error_chain};
 use crate::guest::bindings::{AttemptOutcome, TransportError, TransportErrorKind};
 
 /// The environment variables that route callbacks through a proxy.
@@ -66,8 +66,13 @@ impl ProxiedClient {
         })
     }
 
-    /// Sends one attempt and reports what happened.
-    pub async fn send(&self, request: &PreparedRequest) -> AttemptOutcome {
+    /// Sends one attempt and reports what happened; the response keeps or
+    /// drops its headers.
+    pub async fn send(
+        &self,
+        request: &PreparedRequest,
+        headers: ResponseHeaders,
+    ) -> AttemptOutcome {
         let url = format!("{}{}", self.origin, request.path_and_query);
         let url = match reqwest::Url::parse(&url) {
             Ok(url) => url,
@@ -82,14 +87,17 @@ impl ProxiedClient {
         *attempt.headers_mut() = request.headers.clone();
         *attempt.body_mut() = Some(request.body.clone().into());
         match self.client.execute(attempt).await {
-            Ok(response) => read_response(response).await,
+            Ok(response) => read_response(response, headers).await,
             Err(error) => AttemptOutcome::Transport(transport_error(error)),
         }
     }
 }
 
-async fn read_response(mut response: reqwest::Response) -> AttemptOutcome {
-    let mut reader = ResponseReader::new(response.status(), response.headers());
+async fn read_response(
+    mut response: reqwest::Response,
+    headers: ResponseHeaders,
+) -> AttemptOutcome {
+    let mut reader = ResponseReader::new(response.status(), response.headers(), headers);
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) if reader.push(&chunk) => {}
