@@ -142,8 +142,9 @@ async fn http_retry_honours_retry_after_dead_letters_4xx_and_accepts_any_2xx() {
         _ => (200, "done, no JSON here".into()),
     })
     .await;
-    // Retry-After is a response header; this receiver cannot set one, so the
-    // guest's own schedule applies (base 100ms); the header path is unit-tested in the guest.
+    // The guest's own schedule would wait 50-100 ms (base 100ms); the
+    // header asks for 1 s, which is also the configured cap.
+    receiver.add_answer_header("retry-after", "1");
     let dir = tempfile::tempdir().unwrap();
     let extra = format!(
         "guest.path = \"{}\"\nguest.config.base = \"100ms\"\nguest.config.cap = \"1s\"\nerrors.deadletterqueue.topic.name = \"calls-dlq\"\n",
@@ -165,6 +166,11 @@ async fn http_retry_honours_retry_after_dead_letters_4xx_and_accepts_any_2xx() {
         bodies,
         ["throttled", "throttled", "missing", "plain-ok"],
         "2xx without a flag is success; 404 is not retried"
+    );
+    let waited = requests[1].at - requests[0].at;
+    assert!(
+        waited >= Duration::from_millis(950),
+        "the retry came {waited:?} after the 429, not after its Retry-After of 1 s"
     );
     let dead = broker.read("calls-dlq", 1, 1);
     assert_eq!(dead[0].payload(), Some(&b"missing"[..]));

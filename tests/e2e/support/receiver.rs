@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use tokio_util::sync::CancellationToken;
 
 /// One request as the receiver saw it.
@@ -53,6 +53,8 @@ struct Shared {
     log: Arc<Mutex<Vec<Received>>>,
     responder: Arc<Mutex<Responder>>,
     hold: Hold,
+    /// Headers added to every answer.
+    answer_headers: Arc<Mutex<HeaderMap>>,
 }
 
 /// The receiver; stops when dropped.
@@ -89,6 +91,7 @@ impl Receiver {
             log: Arc::default(),
             responder: Arc::new(Mutex::new(Arc::new(responder))),
             hold: Arc::new(hold),
+            answer_headers: Arc::default(),
         };
         let app = axum::Router::new()
             .fallback(receive)
@@ -109,6 +112,15 @@ impl Receiver {
         responder: impl Fn(&Received) -> (u16, String) + Send + Sync + 'static,
     ) {
         *self.shared.responder.lock().unwrap() = Arc::new(responder);
+    }
+
+    /// Adds the header `name: value` to every answer from now on.
+    pub fn add_answer_header(&self, name: &'static str, value: &'static str) {
+        self.shared
+            .answer_headers
+            .lock()
+            .unwrap()
+            .insert(name, HeaderValue::from_static(value));
     }
 
     /// The URL of `path` on this receiver.
@@ -182,7 +194,7 @@ async fn receive(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> (StatusCode, String) {
+) -> (StatusCode, HeaderMap, String) {
     let received = Received {
         method,
         uri,
@@ -198,5 +210,10 @@ async fn receive(
     }
     let responder = shared.responder.lock().unwrap().clone();
     let (status, answer) = responder(&received);
-    (StatusCode::from_u16(status).unwrap(), answer)
+    let answer_headers = shared.answer_headers.lock().unwrap().clone();
+    (
+        StatusCode::from_u16(status).unwrap(),
+        answer_headers,
+        answer,
+    )
 }
