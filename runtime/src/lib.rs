@@ -20,6 +20,7 @@ mod lane_threads;
 pub mod messenger;
 pub mod metrics;
 pub mod quickstart;
+pub mod security;
 pub mod sink;
 pub mod source;
 pub mod store;
