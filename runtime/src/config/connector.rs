@@ -13,6 +13,7 @@ use wasmsink_policy::strategy::{
 use super::ConfigProblem;
 use super::guest::GuestSettings;
 use super::headers::parse_headers;
+use crate::security::Inherit;
 
 /// The connector class of the original Kafka Connect HTTP sink; configs
 /// written for it work unchanged.
@@ -72,6 +73,11 @@ pub struct ConnectorConfig {
     pub consumer_overrides: BTreeMap<String, String>,
     /// `producer.override.*` properties (for the dead-letter producer), prefix removed.
     pub producer_overrides: BTreeMap<String, String>,
+    /// How much of `[kafka]` the consumer takes: all of it, unless a config
+    /// written over REST names a broker the operator did not.
+    pub consumer_inherit: Inherit,
+    /// The same for the dead-letter producer.
+    pub producer_inherit: Inherit,
     /// Keys accepted for Kafka Connect compatibility that change nothing here.
     pub no_effect_keys: Vec<String>,
     /// The guest and its limits (`guest.*`).
@@ -176,6 +182,8 @@ impl ConnectorConfig {
                     dead_letter,
                     consumer_overrides,
                     producer_overrides,
+                    consumer_inherit: Inherit::Everything,
+                    producer_inherit: Inherit::Everything,
                     no_effect_keys,
                     guest,
                 })

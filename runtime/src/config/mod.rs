@@ -11,6 +11,7 @@
 mod connector;
 mod guest;
 mod headers;
+mod rest_policy;
 mod secrets;
 mod server;
 mod toml_file;
@@ -25,8 +26,11 @@ pub use connector::{
 };
 pub use guest::{GUEST_CONFIG_PREFIX, GuestErrorPolicy, GuestSettings};
 pub use headers::{HeaderParseError, parse_headers};
-pub use secrets::{SecretError, resolve_properties, resolve_value};
-pub use server::{ApiKey, DEFAULT_DATA_DIR, DEFAULT_LISTEN, ServerConfig, StoreConfig, apply_env};
+pub use secrets::{MAX_SECRET_FILE_BYTES, Scope, SecretError, resolve_properties, resolve_value};
+pub use server::{
+    ApiKey, AuthMode, DEFAULT_AUTH_FAILURES_PER_MINUTE, DEFAULT_DATA_DIR, DEFAULT_LISTEN,
+    ServerConfig, StoreConfig, TlsFiles, apply_env,
+};
 pub use toml_file::{load_file, parse_str};
 
 /// A whole configuration file, validated.

@@ -6,10 +6,30 @@
 //! REST API and logs never show a resolved secret. References are resolved
 //! only when the connector is validated and built
 //! ([`ConnectorConfig::from_raw_properties`]).
+//!
+//! What a reference may read depends on who wrote it ([`Scope`]): the
+//! operator's file may read any environment variable and any file; a
+//! config written over REST only the variables whose whole name matches
+//! `server.secrets.env_allow` and files under `server.secrets.file_dirs`
+//! (none by default). Either way `${file:}` reads only a regular file of at
+//! most [`MAX_SECRET_FILE_BYTES`], so `${file:/dev/zero:k}` costs nothing.
 
 use std::collections::BTreeMap;
 
 use super::{ConfigProblem, ConnectorConfig};
+use crate::security::{self, Policy, SecretPolicy, Trust};
+
+/// The largest file `${file:PATH:KEY}` reads.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// Who wrote the references being resolved.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// The operator: any variable, any regular file.
+    Operator,
+    /// A REST caller: only what the policy allows.
+    Api(&'a SecretPolicy),
+}
 
 /// Why a reference could not be resolved. The messages name the reference,
 /// never a resolved value.
@@ -37,11 +57,21 @@ pub enum SecretError {
     /// `${...}` that is neither form.
     #[error("\"{0}\" is not a reference; use ${{env:NAME}} or ${{file:PATH:KEY}}")]
     Malformed(String),
+    /// A REST-written `${env:NAME}` that `server.secrets.env_allow` does
+    /// not admit.
+    #[error(
+        "${{env:{0}}} may not be read by a config written over REST: server.secrets.env_allow does not match {0}"
+    )]
+    EnvNotAllowed(String),
+    /// A REST-written `${file:...}` outside `server.secrets.file_dirs`, or
+    /// one that cannot be read; the same text either way.
+    #[error("${{file:{0}:...}} cannot be resolved: {1}")]
+    FileNotAllowed(String, security::PathRefusal),
 }
 
 /// Replaces every `${env:...}` and `${file:...:...}` in `value`. Text
 /// without `${env:` or `${file:` is returned unchanged.
-pub fn resolve_value(value: &str) -> Result<String, SecretError> {
+pub fn resolve_value(value: &str, scope: Scope<'_>) -> Result<String, SecretError> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(start) = find_reference(rest) {
@@ -51,7 +81,7 @@ pub fn resolve_value(value: &str) -> Result<String, SecretError> {
             .find('}')
             .ok_or_else(|| SecretError::Malformed(after.to_owned()))?;
         let reference = &after[2..end];
-        out.push_str(&resolve_reference(reference)?);
+        out.push_str(&resolve_reference(reference, scope)?);
         rest = &after[end + 1..];
     }
     out.push_str(rest);
@@ -65,8 +95,13 @@ fn find_reference(text: &str) -> Option<usize> {
         .min()
 }
 
-fn resolve_reference(reference: &str) -> Result<String, SecretError> {
+fn resolve_reference(reference: &str, scope: Scope<'_>) -> Result<String, SecretError> {
     if let Some(name) = reference.strip_prefix("env:") {
+        if let Scope::Api(policy) = scope
+            && !policy.env_allowed(name)
+        {
+            return Err(SecretError::EnvNotAllowed(name.to_owned()));
+        }
         return std::env::var(name).map_err(|_| SecretError::MissingEnv(name.to_owned()));
     }
     let Some(path_key) = reference.strip_prefix("file:") else {
@@ -76,9 +111,22 @@ fn resolve_reference(reference: &str) -> Result<String, SecretError> {
         .rsplit_once(':')
         .filter(|(p, k)| !p.is_empty() && !k.is_empty())
         .ok_or_else(|| SecretError::Malformed(format!("${{{reference}}}")))?;
-    let text = std::fs::read_to_string(path).map_err(|e| SecretError::File {
+    let bytes = match scope {
+        Scope::Api(policy) => policy
+            .file_dirs
+            .read(path, MAX_SECRET_FILE_BYTES)
+            .map_err(|refusal| SecretError::FileNotAllowed(path.to_owned(), refusal))?,
+        Scope::Operator => std::fs::canonicalize(path)
+            .map_err(|e| e.to_string())
+            .and_then(|canonical| security::paths::read_regular(&canonical, MAX_SECRET_FILE_BYTES))
+            .map_err(|reason| SecretError::File {
+                path: path.to_owned(),
+                reason,
+            })?,
+    };
+    let text = String::from_utf8(bytes).map_err(|_| SecretError::File {
         path: path.to_owned(),
-        reason: e.to_string(),
+        reason: "not UTF-8 text".to_owned(),
     })?;
     properties_value(&text, key).ok_or_else(|| SecretError::MissingKey {
         path: path.to_owned(),
@@ -109,14 +157,14 @@ fn properties_value(text: &str, key: &str) -> Option<String> {
 }
 
 /// Hides every resolved secret that a problem's reason quotes.
-fn redact(raw: &BTreeMap<String, String>, problems: &mut [ConfigProblem]) {
+fn redact(raw: &BTreeMap<String, String>, scope: Scope<'_>, problems: &mut [ConfigProblem]) {
     let mut secrets: Vec<String> = Vec::new();
     for value in raw.values() {
         let mut rest = value.as_str();
         while let Some(start) = find_reference(rest) {
             let after = &rest[start..];
             let Some(end) = after.find('}') else { break };
-            if let Ok(secret) = resolve_reference(&after[2..end])
+            if let Ok(secret) = resolve_reference(&after[2..end], scope)
                 && !secret.is_empty()
             {
                 secrets.push(secret);
@@ -139,11 +187,12 @@ fn redact(raw: &BTreeMap<String, String>, problems: &mut [ConfigProblem]) {
 pub fn resolve_properties(
     connector: &str,
     raw: &BTreeMap<String, String>,
+    scope: Scope<'_>,
 ) -> Result<BTreeMap<String, String>, Vec<ConfigProblem>> {
     let mut problems = Vec::new();
     let mut resolved = BTreeMap::new();
     for (key, value) in raw {
-        match resolve_value(value) {
+        match resolve_value(value, scope) {
             Ok(v) => {
                 resolved.insert(key.clone(), v);
             }
@@ -158,19 +207,42 @@ pub fn resolve_properties(
 }
 
 impl ConnectorConfig {
-    /// Resolves secret references, then validates, reporting every problem.
-    /// The result's `properties` are `raw`, references unresolved, so that
-    /// showing them never reveals a secret.
+    /// Checks properties as written by `trust`, resolves their secret
+    /// references, then validates, reporting every problem. The result's
+    /// `properties` are `raw`, references unresolved, so that showing them
+    /// never reveals a secret.
+    ///
+    /// A config written over REST ([`Trust::Api`]) is first held to the
+    /// operator's [`Policy`]: its client properties, `guest.path` and
+    /// references. When that refuses anything, those refusals alone are
+    /// reported, before any file is looked at, so a refusal reveals nothing
+    /// about the host. Every config, whoever wrote it, is held to the
+    /// egress policy.
     pub fn from_raw_properties(
         name: &str,
         raw: &BTreeMap<String, String>,
+        policy: &Policy,
+        trust: Trust,
     ) -> Result<Self, Vec<ConfigProblem>> {
-        let resolved = resolve_properties(name, raw)?;
-        let mut config = Self::from_properties(name, &resolved).map_err(|mut problems| {
-            redact(raw, &mut problems);
-            problems
-        })?;
+        let inherit = match trust {
+            Trust::Operator => Default::default(),
+            Trust::Api => super::rest_policy::check(name, raw, policy)?,
+        };
+        let scope = match trust {
+            Trust::Operator => Scope::Operator,
+            Trust::Api => Scope::Api(&policy.secrets),
+        };
+        let resolved = resolve_properties(name, raw, scope)?;
+        let mut config = Self::from_properties(name, &resolved)
+            .and_then(|config| {
+                super::rest_policy::check_callback(&config, &policy.egress).map(|()| config)
+            })
+            .map_err(|mut problems| {
+                redact(raw, scope, &mut problems);
+                problems
+            })?;
         config.properties = raw.clone();
+        (config.consumer_inherit, config.producer_inherit) = inherit;
         Ok(config)
     }
 }
@@ -191,16 +263,22 @@ mod tests {
             file.display()
         );
         assert_eq!(
-            resolve_value(&value).unwrap(),
+            resolve_value(&value, Scope::Operator).unwrap(),
             r#"{"apikey":"abc:def","x":"s3cret"}"#
         );
-        assert_eq!(resolve_value("plain ${x}").unwrap(), "plain ${x}");
+        assert_eq!(
+            resolve_value("plain ${x}", Scope::Operator).unwrap(),
+            "plain ${x}"
+        );
         assert!(matches!(
-            resolve_value("${env:WASMSINK_TEST_NOT_SET_EVER}"),
+            resolve_value("${env:WASMSINK_TEST_NOT_SET_EVER}", Scope::Operator),
             Err(SecretError::MissingEnv(_))
         ));
         assert!(matches!(
-            resolve_value(&format!("${{file:{}:nope}}", file.display())),
+            resolve_value(
+                &format!("${{file:{}:nope}}", file.display()),
+                Scope::Operator
+            ),
             Err(SecretError::MissingKey { .. })
         ));
     }
@@ -217,7 +295,9 @@ mod tests {
                 r#"{"apikey":"${env:WASMSINK_TEST_SECRET_B}"}"#.to_owned(),
             ),
         ]);
-        let config = ConnectorConfig::from_raw_properties("c", &raw).unwrap();
+        let config =
+            ConnectorConfig::from_raw_properties("c", &raw, &Policy::default(), Trust::Operator)
+                .unwrap();
         assert_eq!(config.properties, raw);
         assert_eq!(
             config.callback.headers,
@@ -236,7 +316,9 @@ mod tests {
                 "ftp://h/x?token=${env:WASMSINK_TEST_SECRET_C}".to_owned(),
             ),
         ]);
-        let problems = ConnectorConfig::from_raw_properties("c", &raw).unwrap_err();
+        let problems =
+            ConnectorConfig::from_raw_properties("c", &raw, &Policy::default(), Trust::Operator)
+                .unwrap_err();
         let text = format!("{problems:?}");
         assert!(!text.contains("hunter2-token"), "{text}");
     }

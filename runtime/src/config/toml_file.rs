@@ -9,6 +9,7 @@ use super::server::{parse_server, parse_store};
 use super::{
     Config, ConfigError, ConfigProblem, ConnectorConfig, RuntimeConfig, ServerConfig, StoreConfig,
 };
+use crate::security::{Trust, client_properties};
 
 /// The only key whose TOML table form is kept whole, as a JSON object string,
 /// instead of being flattened: `callback.request.headers = { Accept = "..." }`.
@@ -48,26 +49,14 @@ fn parse_in(text: &str, base: Option<&Path>) -> Result<Config, ConfigError> {
     let mut server = ServerConfig::default();
     let mut store = StoreConfig::default();
 
+    // The process tables first: connectors are checked against [server]'s policy.
     for (table_name, value) in &document {
         match (table_name.as_str(), value) {
             ("kafka", toml::Value::Table(table)) => kafka = flatten(None, table, &mut problems),
             ("runtime", toml::Value::Table(table)) => runtime = parse_runtime(table, &mut problems),
             ("server", toml::Value::Table(table)) => server = parse_server(table, &mut problems),
             ("store", toml::Value::Table(table)) => store = parse_store(table, &mut problems),
-            ("connectors", toml::Value::Table(table)) => {
-                for (name, value) in table {
-                    let toml::Value::Table(body) = value else {
-                        problems.push(ConfigProblem::connector(name, "(table)", "must be a table: [connectors.NAME]"));
-                        continue;
-                    };
-                    let mut properties = flatten(Some(name), body, &mut problems);
-                    resolve_relative_path(&mut properties, "guest.path", base);
-                    match ConnectorConfig::from_raw_properties(name, &properties) {
-                        Ok(connector) => connectors.push(connector),
-                        Err(mut found) => problems.append(&mut found),
-                    }
-                }
-            }
+            ("connectors", toml::Value::Table(_)) => {}
             ("kafka" | "runtime" | "server" | "store" | "connectors", _) => {
                 problems.push(ConfigProblem::global(table_name.clone(), "must be a table"));
             }
@@ -75,6 +64,38 @@ fn parse_in(text: &str, base: Option<&Path>) -> Result<Config, ConfigError> {
                 other,
                 "unknown top-level key; expected the tables [kafka], [runtime], [server], [store] and [connectors.NAME]",
             )),
+        }
+    }
+    for key in ["bootstrap.servers", "metadata.broker.list"] {
+        if let Some(list) = kafka.get(key) {
+            server
+                .policy
+                .client
+                .operator_brokers
+                .extend(client_properties::normalize_brokers(list));
+        }
+    }
+    if let Some(toml::Value::Table(table)) = document.get("connectors") {
+        for (name, value) in table {
+            let toml::Value::Table(body) = value else {
+                problems.push(ConfigProblem::connector(
+                    name,
+                    "(table)",
+                    "must be a table: [connectors.NAME]",
+                ));
+                continue;
+            };
+            let mut properties = flatten(Some(name), body, &mut problems);
+            resolve_relative_path(&mut properties, "guest.path", base);
+            match ConnectorConfig::from_raw_properties(
+                name,
+                &properties,
+                &server.policy,
+                Trust::Operator,
+            ) {
+                Ok(connector) => connectors.push(connector),
+                Err(mut found) => problems.append(&mut found),
+            }
         }
     }
     // No connector is fine: connectors may all be managed over the REST API.
