@@ -16,6 +16,7 @@ use crate::config::DeadLetterConfig;
 use crate::guest::bindings::KafkaRecord;
 use crate::kafka::{LogContext, client_config};
 use crate::messenger::{Messengers, Outgoing, SendFailure};
+use crate::security::Inherit;
 
 /// How long a dead-letter record may wait in the producer's queue.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -95,7 +96,7 @@ impl DeadLetterProducer {
         connector: &str,
         config: &DeadLetterConfig,
         kafka: &BTreeMap<String, String>,
-        overrides: &BTreeMap<String, String>,
+        (overrides, inherit): (&BTreeMap<String, String>, Inherit),
         messengers: &Messengers,
     ) -> Result<Self, DeadLetterError> {
         let destination = match (&config.messenger, &config.topic) {
@@ -111,7 +112,7 @@ impl DeadLetterProducer {
                 }
             }
             (None, topic) => Destination::Own {
-                producer: client_config(kafka, &[("acks", "all")], overrides, &[])
+                producer: client_config(kafka, inherit, &[("acks", "all")], overrides, &[])
                     .create_with_context(LogContext::new(format!("{connector}/dead-letter")))
                     .map_err(DeadLetterError::Create)?,
                 topic: topic.clone().unwrap_or_default(),

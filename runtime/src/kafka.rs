@@ -8,11 +8,17 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 
-/// Builds a client configuration: the `[kafka]` properties, then the
-/// defaults wasmsink chooses, then per-connector overrides, then `forced`
-/// properties that correctness depends on.
+use crate::security::{Inherit, client_properties};
+
+/// Builds a client configuration: the defaults wasmsink chooses, then the
+/// `[kafka]` properties the client inherits, then per-connector overrides,
+/// then `forced` properties that correctness depends on.
+///
+/// Overrides written over REST have passed the client property policy
+/// ([`crate::security::client_properties`]) before they get here.
 pub fn client_config(
     shared: &BTreeMap<String, String>,
+    inherit: Inherit,
     defaults: &[(&str, &str)],
     overrides: &BTreeMap<String, String>,
     forced: &[(&str, &str)],
@@ -21,7 +27,11 @@ pub fn client_config(
     for (key, value) in defaults {
         config.set(*key, *value);
     }
-    for (key, value) in shared.iter().chain(overrides) {
+    for (key, value) in shared
+        .iter()
+        .filter(|(key, _)| client_properties::inherited(key, inherit))
+        .chain(overrides)
+    {
         config.set(key, value);
     }
     for (key, value) in forced {

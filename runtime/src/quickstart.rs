@@ -90,6 +90,7 @@ pub async fn run(records: u32) -> anyhow::Result<()> {
         crate::messenger::Messengers::in_memory()?,
         config.kafka,
         config.runtime,
+        config.server.policy.egress.clone(),
         CancellationToken::new(),
     );
     if let Err(problems) = supervisor.start_all(config.connectors).await {

@@ -310,9 +310,15 @@ impl Source {
             paused,
             lag,
         };
-        let consumer = client_config(kafka, &defaults, &connector.consumer_overrides, &forced)
-            .create_with_context(context)
-            .map_err(SourceError::Create)?;
+        let consumer = client_config(
+            kafka,
+            connector.consumer_inherit,
+            &defaults,
+            &connector.consumer_overrides,
+            &forced,
+        )
+        .create_with_context(context)
+        .map_err(SourceError::Create)?;
         Ok(Self {
             consumer: Arc::new(consumer),
             lanes,

@@ -34,6 +34,7 @@ pub use model::{Draft, KAFKA, Messenger, PRODUCER_DEFAULTS};
 pub use patch::PatchFlavour;
 pub use producer::{DEFAULT_WAIT, ProducerSettings, Producers, PropertyError, settings};
 
+use crate::security::{Client, Policy};
 use crate::store::{EventLogStore, MessengerStore, StoreError};
 
 /// Why a change to a messenger was refused.
@@ -121,6 +122,7 @@ struct Inner {
     by_id: RwLock<BTreeMap<Uuid, Messenger>>,
     writes: tokio::sync::Mutex<()>,
     producers: Producers,
+    policy: Arc<Policy>,
 }
 
 /// The messengers of this process.
@@ -138,7 +140,9 @@ fn now_ms() -> i64 {
 
 impl Messengers {
     /// The messengers kept in `store`; event logs go to the same store.
-    pub fn open<S>(store: Arc<S>) -> Result<Self, StoreError>
+    /// Producer maps are held to `policy` when written and when a producer
+    /// is built.
+    pub fn open<S>(store: Arc<S>, policy: Arc<Policy>) -> Result<Self, StoreError>
     where
         S: MessengerStore + EventLogStore + 'static,
     {
@@ -154,14 +158,19 @@ impl Messengers {
                 event_logs: store,
                 by_id: RwLock::new(by_id),
                 writes: tokio::sync::Mutex::new(()),
-                producers: Producers::default(),
+                producers: Producers::new(policy.clone()),
+                policy,
             }),
         })
     }
 
-    /// Messengers kept in memory only (for the quickstart and tests).
+    /// Messengers kept in memory only (for the quickstart and tests),
+    /// under the default policy.
     pub fn in_memory() -> Result<Self, StoreError> {
-        Self::open(Arc::new(crate::store::SqliteStore::in_memory()?))
+        Self::open(
+            Arc::new(crate::store::SqliteStore::in_memory()?),
+            Arc::default(),
+        )
     }
 
     /// Every messenger, by name then id.
@@ -305,9 +314,28 @@ impl Messengers {
         self.save(messenger)
     }
 
-    /// The field rules plus the unique name (`own` is excluded).
+    /// The field rules, the client property policy on `producer`, and the
+    /// unique name (`own` is excluded).
     fn check(&self, draft: &Draft, own: Option<&Uuid>, errors: &mut Errors) {
         draft.check(errors);
+        if let Some(producer) = draft.producer()
+            && let Err(refusals) = self.inner.policy.client.check(
+                Client::Messenger,
+                producer,
+                &self.inner.policy.egress,
+            )
+        {
+            for refusal in refusals {
+                errors.field(
+                    "invalid",
+                    "messenger.producer",
+                    format!(
+                        "The producer property [{}] is refused: it {}.",
+                        refusal.key, refusal.reason
+                    ),
+                );
+            }
+        }
         if let Some(name) = draft.name()
             && self
                 .read()

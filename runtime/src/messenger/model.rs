@@ -211,6 +211,11 @@ impl Draft {
         })
     }
 
+    /// The producer map as given, if any.
+    pub fn producer(&self) -> Option<&BTreeMap<String, String>> {
+        self.producer.as_ref()
+    }
+
     /// The name, when it is not blank (the duplicate-name check needs it).
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref().filter(|n| !is_blank(Some(n)))

@@ -29,6 +29,7 @@ use uuid::Uuid;
 
 use super::model::Messenger;
 use crate::kafka::{LogContext, client_config};
+use crate::security::{Client, Inherit, Policy};
 
 /// How long a send may take when `max.block.ms` is not given.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
@@ -74,7 +75,10 @@ pub fn settings(producer: &BTreeMap<String, String>) -> Result<ProducerSettings,
                     .ok_or_else(|| refuse(key, "must be a positive number of milliseconds"))?;
                 wait = Duration::from_millis(ms);
             }
-            "delivery.timeout.ms" => {}
+            // wasmsink sets message.timeout.ms from max.block.ms; Java's
+            // delivery.timeout.ms (and any spelling of it) gives way.
+            key if crate::security::client_properties::canonical(key)
+                == Some("message.timeout.ms") => {}
             "sasl.jaas.config" => {
                 let (username, password) =
                     parse_jaas(value).map_err(|reason| refuse(key, reason))?;
@@ -193,13 +197,26 @@ struct Entry {
 
 /// One producer per messenger, built on first use and rebuilt when the
 /// messenger's name or producer properties change, never one per send.
+///
+/// **Invariant:** a producer map reaches librdkafka only after the client
+/// property policy accepted it, here, whatever the store holds: a messenger
+/// saved before the operator tightened the policy cannot send.
 #[derive(Default)]
 pub struct Producers {
     entries: Mutex<HashMap<Uuid, Entry>>,
     built: AtomicU64,
+    policy: Arc<Policy>,
 }
 
 impl Producers {
+    /// Producers whose properties are held to `policy`.
+    pub fn new(policy: Arc<Policy>) -> Self {
+        Self {
+            policy,
+            ..Self::default()
+        }
+    }
+
     /// The producer for `messenger`, built when missing or out of date.
     pub fn get(&self, messenger: &Messenger) -> Result<CachedProducer, PropertyError> {
         let fingerprint = (messenger.name.clone(), messenger.producer.clone());
@@ -209,10 +226,11 @@ impl Producers {
         {
             return Ok(entry.cached.clone());
         }
+        check_policy(&self.policy, &messenger.producer)?;
         let settings = settings(&messenger.producer)?;
         let overrides: BTreeMap<String, String> = settings.properties.into_iter().collect();
         let producer: FutureProducer<LogContext> =
-            client_config(&BTreeMap::new(), &[], &overrides, &[])
+            client_config(&BTreeMap::new(), Inherit::TuningOnly, &[], &overrides, &[])
                 .create_with_context(LogContext::new(format!("messenger {}", messenger.name)))
                 .map_err(describe_refusal)?;
         self.built.fetch_add(1, Ordering::Relaxed);
@@ -241,6 +259,23 @@ impl Producers {
     /// How many producers were built so far.
     pub fn built(&self) -> u64 {
         self.built.load(Ordering::Relaxed)
+    }
+}
+
+/// Holds a producer map to the client property policy; the first refusal.
+pub fn check_policy(
+    policy: &Policy,
+    producer: &BTreeMap<String, String>,
+) -> Result<(), PropertyError> {
+    match policy
+        .client
+        .check(Client::Messenger, producer, &policy.egress)
+    {
+        Ok(_) => Ok(()),
+        Err(refusals) => {
+            let first = refusals.into_iter().next().expect("a refusal");
+            Err(refuse(&first.key, first.reason))
+        }
     }
 }
 

@@ -29,6 +29,7 @@ use crate::connector::{Connector, ConnectorState, StatsSnapshot};
 use crate::deadletter::DeadLetterProducer;
 use crate::guest::{GuestEngine, GuestPlan};
 use crate::messenger::Messengers;
+use crate::security::EgressPolicy;
 use crate::sink::HttpSink;
 use crate::source::Source;
 
@@ -133,19 +134,21 @@ struct Inner {
     messengers: Messengers,
     kafka: BTreeMap<String, String>,
     runtime: RuntimeConfig,
+    egress: Arc<EgressPolicy>,
     shutdown: CancellationToken,
     slots: Mutex<BTreeMap<String, Slot>>,
 }
 
 impl Supervisor {
     /// A supervisor whose connectors use the `[kafka]` properties `kafka`
-    /// (and `messengers` for dead letters that name one) and halt when
-    /// `shutdown` is cancelled.
+    /// (and `messengers` for dead letters that name one), call back only
+    /// addresses `egress` allows, and halt when `shutdown` is cancelled.
     pub fn new(
         engine: GuestEngine,
         messengers: Messengers,
         kafka: BTreeMap<String, String>,
         runtime: RuntimeConfig,
+        egress: Arc<EgressPolicy>,
         shutdown: CancellationToken,
     ) -> Self {
         let inner = Inner {
@@ -153,6 +156,7 @@ impl Supervisor {
             messengers,
             kafka,
             runtime,
+            egress,
             shutdown,
             slots: Mutex::new(BTreeMap::new()),
         };
@@ -475,7 +479,8 @@ impl Inner {
             reason,
         };
         warn_about(config);
-        let sink = HttpSink::new(&config.callback).map_err(|e| fail(e.to_string()))?;
+        let sink = HttpSink::new(&config.callback, self.egress.clone())
+            .map_err(|e| fail(e.to_string()))?;
         let init_config = config
             .strategy
             .to_pairs()
@@ -496,7 +501,7 @@ impl Inner {
                     &config.name,
                     dlq,
                     &self.kafka,
-                    &config.producer_overrides,
+                    (&config.producer_overrides, config.producer_inherit),
                     &self.messengers,
                 )
             })

@@ -114,10 +114,15 @@ impl Supervisor {
         let slots = self.inner.slots.lock().await;
         let config = stopped_config(&slots, name)?;
         let kafka = self.inner.kafka.clone();
-        let admin: AdminClient<DefaultClientContext> =
-            client_config(&kafka, &[], &config.consumer_overrides, &[])
-                .create()
-                .map_err(|e| OffsetsError::Kafka(e.to_string()))?;
+        let admin: AdminClient<DefaultClientContext> = client_config(
+            &kafka,
+            config.consumer_inherit,
+            &[],
+            &config.consumer_overrides,
+            &[],
+        )
+        .create()
+        .map_err(|e| OffsetsError::Kafka(e.to_string()))?;
         let options = AdminOptions::new().request_timeout(Some(KAFKA_TIMEOUT));
         let deleted = admin
             .delete_groups(&[config.group_id.as_str()], &options)
@@ -160,6 +165,7 @@ fn group_consumer(
 ) -> Result<BaseConsumer, OffsetsError> {
     client_config(
         kafka,
+        config.consumer_inherit,
         &[],
         &config.consumer_overrides,
         &[

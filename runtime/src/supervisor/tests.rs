@@ -55,6 +55,7 @@ impl Harness {
             crate::messenger::Messengers::in_memory().unwrap(),
             kafka,
             runtime,
+            Arc::default(),
             CancellationToken::new(),
         );
         Self {
