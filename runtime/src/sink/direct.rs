@@ -29,14 +29,21 @@ use tokio_rustls::client::TlsStream;
 
 use super::{PreparedRequest, ResponseHeaders, ResponseReader, Timeouts, error_chain};
 use crate::guest::bindings::{AttemptOutcome, HttpResponse, TransportError, TransportErrorKind};
+use crate::security::EgressPolicy;
 
 /// Where a connector's direct connections go.
+///
+/// **Invariant:** a connection is opened only to an address the egress
+/// policy allows, checked on the address actually connected to (after
+/// resolving, with no second lookup), so DNS rebinding cannot reach a
+/// refused address.
 #[derive(Debug)]
 pub struct Endpoint {
     host: EndpointHost,
     port: u16,
     /// The TLS name to verify, for `https` endpoints.
     tls_name: Option<ServerName<'static>>,
+    egress: Arc<EgressPolicy>,
 }
 
 #[derive(Debug)]
@@ -49,7 +56,7 @@ impl Endpoint {
     /// The endpoint of a callback URL; `None` for a scheme other than
     /// `http` or `https` or a URL without a host (the configuration refuses
     /// those first).
-    pub fn of(url: &url::Url) -> Option<Self> {
+    pub fn of(url: &url::Url, egress: Arc<EgressPolicy>) -> Option<Self> {
         let port = url.port_or_known_default()?;
         let host = match url.host()? {
             url::Host::Domain(name) => EndpointHost::Name(name.to_owned()),
@@ -68,6 +75,7 @@ impl Endpoint {
             host,
             port,
             tls_name,
+            egress,
         })
     }
 }
@@ -193,10 +201,11 @@ impl DirectConnection {
         }
     }
 
-    /// Connects to the first address of the host that accepts.
+    /// Connects to the first address of the host that the egress policy
+    /// allows and that accepts.
     async fn connect_tcp(&self) -> Result<TcpStream, TransportError> {
         let port = self.endpoint.port;
-        let addresses: Vec<SocketAddr> = match &self.endpoint.host {
+        let resolved: Vec<SocketAddr> = match &self.endpoint.host {
             EndpointHost::Ip(ip) => vec![SocketAddr::new(*ip, port)],
             EndpointHost::Name(name) => tokio::net::lookup_host((name.as_str(), port))
                 .await
@@ -206,6 +215,23 @@ impl DirectConnection {
                 })?
                 .collect(),
         };
+        let mut refused = None;
+        let addresses: Vec<SocketAddr> = resolved
+            .into_iter()
+            .filter(|address| match self.endpoint.egress.check(address.ip()) {
+                Ok(()) => true,
+                Err(refusal) => {
+                    refused = Some(refusal);
+                    false
+                }
+            })
+            .collect();
+        if let (true, Some(refusal)) = (addresses.is_empty(), refused) {
+            return Err(TransportError {
+                kind: TransportErrorKind::Connect,
+                message: format!("not connected: {refusal}"),
+            });
+        }
         let mut last_error = None;
         for address in addresses {
             match TcpStream::connect(address).await {

@@ -165,7 +165,12 @@ fn record() -> KafkaRecord {
 
 /// A lane sender and the request it sends, for the callback `url`.
 fn lane(url: &str, read_timeout: Option<Duration>) -> (LaneSender, PreparedRequest) {
-    let sink = HttpSink::build(&callback(url, read_timeout), RouteChoice::Direct).unwrap();
+    let sink = HttpSink::build(
+        &callback(url, read_timeout),
+        RouteChoice::Direct,
+        Arc::default(),
+    )
+    .unwrap();
     let request = OutboundRequest {
         method: None,
         path_and_query: None,
@@ -342,6 +347,7 @@ async fn the_proxied_route_sends_through_the_proxy() {
     let sink = HttpSink::build(
         &config,
         RouteChoice::Proxied(Some(Box::new(reqwest::Proxy::all(&proxy_url).unwrap()))),
+        Arc::default(),
     )
     .unwrap();
     let request = OutboundRequest {
@@ -370,7 +376,7 @@ async fn the_proxied_route_sends_through_the_proxy() {
 async fn response_headers_are_kept_for_a_guest_that_reads_them_and_dropped_otherwise() {
     let server = serve(Script::Answer).await;
     let url = format!("http://127.0.0.1:{}/", server.port);
-    let sink = HttpSink::build(&callback(&url, None), RouteChoice::Direct).unwrap();
+    let sink = HttpSink::build(&callback(&url, None), RouteChoice::Direct, Arc::default()).unwrap();
     let request = OutboundRequest {
         method: None,
         path_and_query: None,
@@ -392,4 +398,35 @@ async fn response_headers_are_kept_for_a_guest_that_reads_them_and_dropped_other
     let dropped = response(sink.lane(ResponseHeaders::Drop).send(&prepared).await);
     assert!(dropped.headers.is_empty(), "{:?}", dropped.headers);
     assert_eq!((dropped.status, dropped.body.as_slice()), (200, &b"ok"[..]));
+}
+
+#[tokio::test]
+async fn a_name_resolving_to_a_refused_address_is_never_connected_to() {
+    let server = serve(Script::Answer).await;
+    let deny = crate::security::egress::parse_cidrs(&["127.0.0.0/8".into(), "::1".into()]).unwrap();
+    let egress = Arc::new(crate::security::EgressPolicy::new(&[], &deny));
+    let url = format!("http://localhost:{}/hook", server.port);
+    let sink = HttpSink::build(&callback(&url, None), RouteChoice::Direct, egress.clone()).unwrap();
+    let request = OutboundRequest {
+        method: None,
+        path_and_query: None,
+        headers: Vec::new(),
+        body: b"{}".to_vec(),
+    };
+    let prepared = sink.prepare("c", &record(), request).unwrap();
+    let outcome = sink.lane(ResponseHeaders::Keep).send(&prepared).await;
+    let AttemptOutcome::Transport(error) = &outcome else {
+        panic!("connected: {outcome:?}");
+    };
+    assert_eq!(error.kind, TransportErrorKind::Connect);
+    assert!(error.message.contains("egress policy"), "{}", error.message);
+    // Through the proxied route's resolver too (localhost is in NO_PROXY's place: no proxy).
+    let proxied =
+        HttpSink::build(&callback(&url, None), RouteChoice::Proxied(None), egress).unwrap();
+    let outcome = proxied.lane(ResponseHeaders::Keep).send(&prepared).await;
+    assert!(
+        matches!(outcome, AttemptOutcome::Transport(_)),
+        "{outcome:?}"
+    );
+    assert_eq!(server.connections.load(Ordering::SeqCst), 0);
 }

@@ -19,6 +19,7 @@ use crate::config::CallbackConfig;
 use crate::guest::bindings::{
     AttemptOutcome, HttpMethod, HttpResponse, KafkaRecord, OutboundRequest,
 };
+use crate::security::EgressPolicy;
 use direct::{DirectConnection, Endpoint};
 use proxied::ProxiedClient;
 
@@ -157,28 +158,36 @@ impl LaneSender {
 
 impl HttpSink {
     /// Builds the sink: direct connections per lane, or through the proxy
-    /// the environment names (see [`proxied`]).
-    pub fn new(callback: &CallbackConfig) -> Result<Self, SinkError> {
+    /// the environment names (see [`proxied`]). Every connection is opened
+    /// only to an address `egress` allows.
+    pub fn new(callback: &CallbackConfig, egress: Arc<EgressPolicy>) -> Result<Self, SinkError> {
         let choice = if proxied::proxy_configured() {
             RouteChoice::Proxied(None)
         } else {
             RouteChoice::Direct
         };
-        Self::build(callback, choice)
+        Self::build(callback, choice, egress)
     }
 
-    fn build(callback: &CallbackConfig, choice: RouteChoice) -> Result<Self, SinkError> {
+    fn build(
+        callback: &CallbackConfig,
+        choice: RouteChoice,
+        egress: Arc<EgressPolicy>,
+    ) -> Result<Self, SinkError> {
         let url = &callback.url;
         let timeouts = Timeouts {
             connect: callback.connect_timeout,
             read: callback.read_timeout,
         };
         let route = match choice {
-            RouteChoice::Proxied(proxy) => {
-                Route::Proxied(ProxiedClient::new(url, timeouts, proxy.map(|p| *p))?)
-            }
+            RouteChoice::Proxied(proxy) => Route::Proxied(ProxiedClient::new(
+                url,
+                timeouts,
+                proxy.map(|p| *p),
+                egress,
+            )?),
             RouteChoice::Direct => {
-                let endpoint = Endpoint::of(url).ok_or_else(|| {
+                let endpoint = Endpoint::of(url, egress).ok_or_else(|| {
                     SinkError(format!("{url} is not an http or https URL with a host"))
                 })?;
                 Route::Direct(Arc::new(endpoint))
@@ -480,6 +489,7 @@ mod tests {
                 read_timeout: None,
             },
             RouteChoice::Direct,
+            Arc::default(),
         )
         .unwrap()
     }
@@ -597,12 +607,12 @@ mod tests {
                 connect_timeout: None,
                 read_timeout: None,
             };
-            let sink = HttpSink::build(&config, RouteChoice::Direct).unwrap();
+            let sink = HttpSink::build(&config, RouteChoice::Direct, Arc::default()).unwrap();
             let plain = sink
                 .prepare("c", &record(vec![]), request(&[], None))
                 .unwrap();
             config.headers = vec![("Authorization".into(), "Bearer t".into())];
-            let sink = HttpSink::build(&config, RouteChoice::Direct).unwrap();
+            let sink = HttpSink::build(&config, RouteChoice::Direct, Arc::default()).unwrap();
             let configured = sink
                 .prepare("c", &record(vec![]), request(&[], None))
                 .unwrap();

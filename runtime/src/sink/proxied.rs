@@ -2,13 +2,51 @@
 //! `HTTPS_PROXY`, `ALL_PROXY`, with `NO_PROXY` exceptions), on reqwest's
 //! pooled client, which implements proxying, `CONNECT` tunnels and the
 //! exceptions.
+//!
+//! Every name this client resolves itself (a `NO_PROXY` host, or the proxy)
+//! goes through the egress policy. A name the proxy resolves for us is the
+//! proxy's to police: behind an operator's proxy, enforce egress rules
+//! there too. A callback URL that is an address literal was checked when
+//! its connector was configured.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Client;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use super::{PreparedRequest, ResponseHeaders, ResponseReader, SinkError, Timeouts, error_chain};
 use crate::guest::bindings::{AttemptOutcome, TransportError, TransportErrorKind};
+use crate::security::EgressPolicy;
+
+/// The system resolver, keeping only the addresses the egress policy allows.
+struct EgressResolver(Arc<EgressPolicy>);
+
+impl Resolve for EgressResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let egress = self.0.clone();
+        Box::pin(async move {
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            let mut refused = None;
+            let allowed: Vec<SocketAddr> = resolved
+                .into_iter()
+                .filter(|address| match egress.check(address.ip()) {
+                    Ok(()) => true,
+                    Err(refusal) => {
+                        refused = Some(refusal);
+                        false
+                    }
+                })
+                .collect();
+            match (allowed.is_empty(), refused) {
+                (true, Some(refusal)) => Err(format!("not connected: {refusal}").into()),
+                _ => Ok(Box::new(allowed.into_iter()) as Addrs),
+            }
+        })
+    }
+}
 
 /// The environment variables that route callbacks through a proxy.
 const PROXY_VARIABLES: [&str; 6] = [
@@ -42,9 +80,11 @@ impl ProxiedClient {
         url: &url::Url,
         timeouts: Timeouts,
         proxy: Option<reqwest::Proxy>,
+        egress: Arc<EgressPolicy>,
     ) -> Result<Self, SinkError> {
         crate::install_tls_provider();
         let mut builder = Client::builder()
+            .dns_resolver(Arc::new(EgressResolver(egress)))
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true);
