@@ -213,6 +213,31 @@ impl GuestError {
     }
 }
 
+/// Reads a component file: its size is checked before a byte is read, and
+/// no more than [`MAX_COMPONENT_BYTES`] are read, so a huge or endless file
+/// costs nothing.
+fn read_component_file(path: &Path) -> Result<Vec<u8>, GuestError> {
+    let read_error = |error: std::io::Error| GuestError::Read {
+        path: path.to_owned(),
+        error,
+    };
+    let mut file = std::fs::File::open(path).map_err(read_error)?;
+    let metadata = file.metadata().map_err(read_error)?;
+    if !metadata.is_file() {
+        return Err(read_error(std::io::Error::other("not a regular file")));
+    }
+    let cap = MAX_COMPONENT_BYTES as u64;
+    if metadata.len() > cap {
+        return Err(GuestError::TooBig(
+            usize::try_from(metadata.len()).unwrap_or(usize::MAX),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, cap + 1), &mut bytes)
+        .map_err(read_error)?;
+    Ok(bytes)
+}
+
 /// Checks that `bytes` are a WebAssembly component, explaining what they are otherwise.
 pub fn check_component_bytes(bytes: &[u8]) -> Result<(), GuestError> {
     if bytes.len() > MAX_COMPONENT_BYTES {
@@ -296,10 +321,7 @@ impl GuestEngine {
         let this = self.clone();
         let path = path.to_owned();
         tokio::task::spawn_blocking(move || {
-            let bytes = std::fs::read(&path).map_err(|error| GuestError::Read {
-                path: path.clone(),
-                error,
-            })?;
+            let bytes = read_component_file(&path)?;
             check_component_bytes(&bytes)?;
             this.compile(&bytes)
         })

@@ -214,7 +214,8 @@ pub async fn run(
             ));
         }
     };
-    let sink = HttpSink::new(callback).map_err(|e| e.to_string())?;
+    // Nothing is sent: the default egress policy is never consulted.
+    let sink = HttpSink::new(callback, Default::default()).map_err(|e| e.to_string())?;
     let prepared = sink
         .prepare("guest-run", record, request)
         .map_err(|e| format!("the guest's request is invalid: {e}"))?;
