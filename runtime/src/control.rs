@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use crate::config::{ConfigProblem, ConnectorConfig};
 use crate::messenger::Messenger;
+use crate::security::{Policy, Trust};
 use crate::store::{ConnectorStore, Origin, StoreError, StoredConnector};
 use crate::supervisor::{
     ConnectorStatus, OffsetChange, OffsetsError, PartitionOffset, Supervisor, SupervisorError,
@@ -43,12 +44,32 @@ pub enum ControlError {
 pub struct Control {
     supervisor: Supervisor,
     store: Arc<dyn ConnectorStore>,
+    policy: Arc<Policy>,
 }
 
 impl Control {
-    /// Management over `supervisor`, persisted in `store`.
-    pub fn new(supervisor: Supervisor, store: Arc<dyn ConnectorStore>) -> Self {
-        Self { supervisor, store }
+    /// Management over `supervisor`, persisted in `store`; configs written
+    /// over REST are held to `policy`.
+    pub fn new(
+        supervisor: Supervisor,
+        store: Arc<dyn ConnectorStore>,
+        policy: Arc<Policy>,
+    ) -> Self {
+        Self {
+            supervisor,
+            store,
+            policy,
+        }
+    }
+
+    /// Who wrote a stored connector's properties: the operator when they
+    /// are the file's table as it was last applied, a REST caller otherwise.
+    fn trust_of(stored: &StoredConnector) -> Trust {
+        if stored.toml_properties.as_ref() == Some(&stored.properties) {
+            Trust::Operator
+        } else {
+            Trust::Api
+        }
     }
 
     /// The supervisor.
@@ -100,7 +121,12 @@ impl Control {
                     if s.deleted {
                         continue;
                     }
-                    match ConnectorConfig::from_raw_properties(&s.name, &s.properties) {
+                    match ConnectorConfig::from_raw_properties(
+                        &s.name,
+                        &s.properties,
+                        &self.policy,
+                        Self::trust_of(s),
+                    ) {
                         Ok(c) => plan.push((c, s.clone(), true)),
                         Err(found) => problems.push(ControlError::Invalid(found)),
                     }
@@ -132,7 +158,12 @@ impl Control {
             if s.deleted {
                 continue;
             }
-            match ConnectorConfig::from_raw_properties(&s.name, &s.properties) {
+            match ConnectorConfig::from_raw_properties(
+                &s.name,
+                &s.properties,
+                &self.policy,
+                Self::trust_of(s),
+            ) {
                 Ok(c) => plan.push((c, s.clone(), false)),
                 Err(found) => {
                     tracing::error!(connector = %s.name, problems = %ControlError::Invalid(found), "stored connector not started")
@@ -225,13 +256,15 @@ impl Control {
         outcomes
     }
 
-    /// Validates properties as written (secret references are resolved for
-    /// the check only).
+    /// Validates properties written over REST, holding them to the policy
+    /// (secret references are resolved for the check only).
     pub fn validate(
+        &self,
         name: &str,
         properties: &BTreeMap<String, String>,
     ) -> Result<ConnectorConfig, ControlError> {
-        ConnectorConfig::from_raw_properties(name, properties).map_err(ControlError::Invalid)
+        ConnectorConfig::from_raw_properties(name, properties, &self.policy, Trust::Api)
+            .map_err(ControlError::Invalid)
     }
 
     /// Creates a connector in the `target` state.
@@ -241,7 +274,7 @@ impl Control {
         properties: BTreeMap<String, String>,
         target: TargetState,
     ) -> Result<ConnectorConfig, ControlError> {
-        let config = Self::validate(name, &properties)?;
+        let config = self.validate(name, &properties)?;
         self.supervisor.create(config.clone(), target).await?;
         self.save_rest_change(name, properties, target)?;
         Ok(config)
@@ -273,7 +306,7 @@ impl Control {
         name: &str,
         properties: BTreeMap<String, String>,
     ) -> Result<(ConnectorConfig, bool), ControlError> {
-        let config = Self::validate(name, &properties)?;
+        let config = self.validate(name, &properties)?;
         let created = self.supervisor.put(config.clone()).await?;
         let target = self.supervisor.target_state(name).await?;
         self.save_rest_change(name, properties, target)?;

@@ -146,12 +146,14 @@ async fn create(api: &Api, name: &str) -> Value {
 async fn auth_takes_only_a_permitted_raw_key_without_a_tenant_and_never_answers_403() {
     let limited = ApiKey {
         key: "reader".into(),
+        label: "reader".into(),
         endpoints: vec!["/api/messenger".into()],
         methods: vec!["GET".into()],
         expires_at: None,
     };
     let elsewhere = ApiKey {
         key: "connect-only".into(),
+        label: "connect-only".into(),
         endpoints: vec!["/connectors".into()],
         methods: Vec::new(),
         expires_at: None,
@@ -434,15 +436,20 @@ async fn producer_defaults_are_injected_and_keys_come_back_sorted() {
         post(Some(json!({"max.block.ms": "1", "linger.ms": 5})), "b").await,
         expected
     );
-    let own = json!({"zeta": "1", "bootstrap.servers": "k:1", "acks": "all", "max.block.ms": "9"});
+    let own = json!({"socket.timeout.ms": "1000", "bootstrap.servers": "k:1", "acks": "all", "max.block.ms": "9"});
     let stored = post(Some(own.clone()), "c").await;
     assert_eq!(stored, own);
     // 18: sorted keys.
     let text = serde_json::to_string(&stored).unwrap();
-    let keys: Vec<usize> = ["acks", "bootstrap.servers", "max.block.ms", "zeta"]
-        .iter()
-        .map(|k| text.find(&format!("\"{k}\"")).unwrap())
-        .collect();
+    let keys: Vec<usize> = [
+        "acks",
+        "bootstrap.servers",
+        "max.block.ms",
+        "socket.timeout.ms",
+    ]
+    .iter()
+    .map(|k| text.find(&format!("\"{k}\"")).unwrap())
+    .collect();
     assert!(keys.windows(2).all(|w| w[0] < w[1]), "{text}");
     api.shutdown().await;
 }

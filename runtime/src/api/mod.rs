@@ -9,8 +9,10 @@
 //! Connect's errors use its body `{"error_code": N, "message": "..."}`;
 //! bodies are limited to [`BODY_LIMIT`] bytes (413 beyond); a wrong method is
 //! 405; when API keys are configured every endpoint but `/health` needs one
-//! (401 with an empty body otherwise).
+//! (401 with an empty body otherwise; see [`auth`]). Every change to a
+//! connector or a messenger is audited ([`audit`]).
 
+mod audit;
 mod auth;
 mod connectors;
 mod error;
@@ -18,6 +20,7 @@ mod event_log;
 pub mod fusionauth;
 mod messenger;
 mod plugins;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,10 +33,10 @@ use axum::routing::get;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-pub use auth::Keys;
+pub use auth::{Access, Caller};
 pub use error::ApiError;
+pub use tls::{TlsError, server_config as tls_config};
 
-use crate::config::ApiKey;
 use crate::control::Control;
 use crate::messenger::Messengers;
 
@@ -86,19 +89,18 @@ pub struct ApiState {
     pub worker_id: Arc<str>,
 }
 
-/// The API's router.
+/// The API's router, letting in whom `access` allows.
 pub fn router(
     control: Control,
     messengers: Messengers,
     worker_id: String,
-    keys: Vec<ApiKey>,
+    access: Access,
 ) -> Router {
     let state = ApiState {
         control,
         messengers,
         worker_id: worker_id.into(),
     };
-    let keys = Keys(Arc::new(keys));
     Router::new()
         .route("/", get(root))
         .route("/health", get(health))
@@ -112,21 +114,40 @@ pub fn router(
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
-            keys,
-            auth::require_key,
+            state.clone(),
+            audit::record,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            auth::Guard::new(access),
+            auth::guard,
         ))
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` is cancelled.
+/// Serves the API on `listener`, over TLS when `tls` is given, until
+/// `shutdown` is cancelled; handlers see each peer's address.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    use axum::serve::ListenerExt;
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
+    let signal = async move { shutdown.cancelled().await };
+    match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(signal)
+                .await
+        }
+        // tap_io makes axum give the TLS listener's peer address to handlers.
+        Some(config) => {
+            axum::serve(tls::TlsListener::new(listener, config).tap_io(|_| {}), app)
+                .with_graceful_shutdown(signal)
+                .await
+        }
+    }
 }
 
 /// Binds the listen address.

@@ -5,14 +5,14 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::routing::{get, put};
 use serde_json::{Value, json};
 
 use super::connectors::{json_body, properties};
 use super::{ApiError, ApiState};
 use crate::config::{ConfigProblem, SEED_CONNECTOR_CLASS};
-use crate::control::{Control, ControlError};
+use crate::control::ControlError;
 
 /// Names under which the plugin is known.
 const PLUGIN_NAMES: &[&str] = &[
@@ -37,6 +37,7 @@ async fn list() -> Json<Value> {
 }
 
 async fn validate(
+    State(state): State<ApiState>,
     Path(plugin): Path<String>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -52,7 +53,7 @@ async fn validate(
         .cloned()
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "validate".to_owned());
-    let problems = match Control::validate(&name, &properties) {
+    let problems = match state.control.validate(&name, &properties) {
         Ok(_) => Vec::new(),
         Err(ControlError::Invalid(problems)) => problems,
         Err(other) => return Err(other.into()),

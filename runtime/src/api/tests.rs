@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::config::RuntimeConfig;
+use crate::config::{ApiKey, RuntimeConfig};
 use crate::guest::GuestEngine;
 use crate::store::SqliteStore;
 use crate::supervisor::Supervisor;
@@ -47,7 +47,22 @@ fn seed_config(url: &str) -> Value {
 }
 
 impl Api {
+    /// An API with `keys`, no limit on failed authentication and the
+    /// default policy.
     pub(super) async fn start(keys: Vec<ApiKey>, data_dir: Option<&std::path::Path>) -> Self {
+        let server = crate::config::ServerConfig {
+            api_keys: keys,
+            auth_failures_per_minute: u32::MAX,
+            ..Default::default()
+        };
+        Self::start_with(server, data_dir).await
+    }
+
+    /// An API as `server` configures it (listening on a free loopback port).
+    pub(super) async fn start_with(
+        server: crate::config::ServerConfig,
+        data_dir: Option<&std::path::Path>,
+    ) -> Self {
         crate::install_tls_provider();
         let cluster = MockCluster::new(1).unwrap();
         cluster.create_topic("t", 1, 1).unwrap();
@@ -59,7 +74,8 @@ impl Api {
             Some(dir) => SqliteStore::open(dir).unwrap(),
             None => SqliteStore::in_memory().unwrap(),
         });
-        let messengers = Messengers::open(store.clone()).unwrap();
+        let policy = Arc::new(server.policy.clone());
+        let messengers = Messengers::open(store.clone(), policy.clone()).unwrap();
         let supervisor = Supervisor::new(
             GuestEngine::new().unwrap(),
             messengers.clone(),
@@ -67,16 +83,23 @@ impl Api {
             RuntimeConfig {
                 shutdown_timeout: Duration::from_secs(2),
             },
+            policy.egress.clone(),
             CancellationToken::new(),
         );
-        let control = Control::new(supervisor.clone(), store);
+        let control = Control::new(supervisor.clone(), store, policy);
         control.restore(Vec::new()).await.unwrap();
         let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
         tokio::spawn(serve(
             listener,
-            router(control, messengers, addr.to_string(), keys),
+            None,
+            router(
+                control,
+                messengers,
+                addr.to_string(),
+                Access::for_server(&server, addr),
+            ),
             stop.clone(),
         ));
         Self {
@@ -437,6 +460,7 @@ async fn api_keys_guard_everything_but_health() {
         ApiKey::unrestricted("s3cret"),
         ApiKey {
             key: "reader".into(),
+            label: "reader".into(),
             endpoints: vec!["/connectors".into()],
             methods: vec!["GET".into()],
             expires_at: None,
@@ -484,7 +508,10 @@ async fn api_keys_guard_everything_but_health() {
 async fn secrets_are_shown_as_references_and_metrics_are_prometheus_text() {
     // SAFETY: a name only this test uses.
     unsafe { std::env::set_var("WASMSINK_API_TEST_KEY", "resolved-secret") };
-    let api = Api::start(Vec::new(), None).await;
+    let mut server = crate::config::ServerConfig::default();
+    server.policy.secrets.env_allow =
+        Some(crate::security::SecretPolicy::env_pattern("WASMSINK_API_TEST_[A-Z]+").unwrap());
+    let api = Api::start_with(server, None).await;
     let mut config = seed_config("http://127.0.0.1:9/hook");
     config["callback.request.headers"] = json!("{\"apikey\":\"${env:WASMSINK_API_TEST_KEY}\"}");
     let (status, body) = api
