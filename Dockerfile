@@ -4,7 +4,15 @@
 #   docker build -t wasmsink .
 #   docker run -p 8083:8083 -v wasmsink-data:/data \
 #     -v $PWD/examples/wasmsink.toml:/etc/wasmsink/wasmsink.toml:ro \
+#     -v $PWD/keys:/run/secrets/wasmsink-keys:ro \
+#     -e WASMSINK_API_KEYS_FILE=/run/secrets/wasmsink-keys \
 #     -e WASMSINK_CONFIG=/etc/wasmsink/wasmsink.toml wasmsink
+#
+# The API listens on every interface inside the container, so it needs an
+# API key (WASMSINK_API_KEYS_FILE or WASMSINK_API_KEYS): without one the
+# container exits at once and says so. To run an open API on purpose (a
+# private network where something in front authenticates), opt out with
+# -e WASMSINK_AUTH=none.
 #
 # Debian bookworm in both stages: the binary links the system's OpenSSL 3
 # (librdkafka's TLS), so the runtime stage must match the build stage.
@@ -32,8 +40,9 @@ RUN apt-get update \
  && mkdir -p /data /etc/wasmsink \
  && chown wasmsink:wasmsink /data
 COPY --from=build /out/wasmsink /usr/local/bin/wasmsink
-# Listen on every interface inside the container; keep the store on a volume.
-# Without WASMSINK_CONFIG, connectors are managed over the REST API only.
+# Listen on every interface inside the container (an API key is then
+# required; see above); keep the store on a volume. Without WASMSINK_CONFIG,
+# connectors are managed over the REST API only.
 ENV WASMSINK_LISTEN=0.0.0.0:8083 \
     WASMSINK_DATA_DIR=/data \
     WASMSINK_LOG_FORMAT=json \

@@ -58,6 +58,11 @@ enum Command {
         /// The address the REST API listens on.
         #[arg(long, env = "WASMSINK_LISTEN", default_value = wasmsink::config::DEFAULT_LISTEN)]
         listen: String,
+        /// Ask over HTTPS (set when the API serves TLS). The local API's
+        /// certificate is not verified: the probe sends nothing secret and
+        /// reads only the status.
+        #[arg(long, env = "WASMSINK_TLS_CERT", value_parser = |v: &str| Ok::<bool, String>(!v.is_empty()), default_value = "")]
+        https: bool,
     },
     /// Runs a self-contained demo: an in-memory Kafka, a local HTTP receiver
     /// and a connector with the built-in guest. Needs no external service.
@@ -203,7 +208,7 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             },
-            Command::Healthcheck { listen } => healthcheck(&listen).await,
+            Command::Healthcheck { listen, https } => healthcheck(&listen, https).await,
             Command::Guest(command) => guest_tool(command).await,
             Command::Quickstart { records } => match wasmsink::quickstart::run(records).await {
                 Ok(()) => ExitCode::SUCCESS,
@@ -241,11 +246,30 @@ async fn run(path: Option<PathBuf>) -> ExitCode {
         eprint!("{}", wasmsink::config::ConfigError::from(problems));
         return ExitCode::from(2);
     }
+    if let Some(refusal) = config.server.refusal_to_listen() {
+        eprintln!("cannot start: {refusal}");
+        return ExitCode::from(2);
+    }
+    warn_about_policy(&config.server);
+    let policy = Arc::new(config.server.policy.clone());
     let store = match SqliteStore::open(&config.store.data_dir) {
         Ok(store) => Arc::new(store),
         Err(error) => {
             eprintln!("cannot open the store: {error}");
             return ExitCode::FAILURE;
+        }
+    };
+    let tls = match config
+        .server
+        .tls
+        .as_ref()
+        .map(wasmsink::api::tls_config)
+        .transpose()
+    {
+        Ok(tls) => tls,
+        Err(error) => {
+            eprintln!("cannot serve HTTPS: {error}");
+            return ExitCode::from(2);
         }
     };
     let listener = match wasmsink::api::bind(config.server.listen).await {
@@ -262,7 +286,7 @@ async fn run(path: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let messengers = match Messengers::open(store.clone()) {
+    let messengers = match Messengers::open(store.clone(), policy.clone()) {
         Ok(messengers) => messengers,
         Err(error) => {
             eprintln!("cannot read the messengers: {error}");
@@ -275,9 +299,10 @@ async fn run(path: Option<PathBuf>) -> ExitCode {
         messengers.clone(),
         config.kafka.clone(),
         config.runtime.clone(),
+        policy.egress.clone(),
         shutdown.clone(),
     );
-    let control = Control::new(supervisor.clone(), store);
+    let control = Control::new(supervisor.clone(), store, policy);
     if let Err(problems) = control.restore(config.connectors).await {
         eprintln!("cannot start:");
         for problem in problems {
@@ -286,19 +311,25 @@ async fn run(path: Option<PathBuf>) -> ExitCode {
         supervisor.shutdown().await;
         return ExitCode::from(2);
     }
-    let local = listener
-        .local_addr()
-        .map_or_else(|_| config.server.listen.to_string(), |a| a.to_string());
+    let local_addr = listener.local_addr().unwrap_or(config.server.listen);
+    let local = local_addr.to_string();
     let api_shutdown = CancellationToken::new();
     let router = wasmsink::api::router(
         control.clone(),
         messengers,
         local.clone(),
-        config.server.api_keys.clone(),
+        wasmsink::api::Access::for_server(&config.server, local_addr),
     );
-    let api = tokio::spawn(wasmsink::api::serve(listener, router, api_shutdown.clone()));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let api = tokio::spawn(wasmsink::api::serve(
+        listener,
+        tls,
+        router,
+        api_shutdown.clone(),
+    ));
     tracing::info!(
         listen = %local,
+        scheme,
         api_keys = config.server.api_keys.len(),
         data_dir = %config.store.data_dir.display(),
         "REST API listening"
@@ -312,6 +343,24 @@ async fn run(path: Option<PathBuf>) -> ExitCode {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), api).await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Warns about the operator's choices that widen what REST callers may do.
+fn warn_about_policy(server: &wasmsink::config::ServerConfig) {
+    use wasmsink::security::OverridePolicy;
+    if server.policy.client.mode == OverridePolicy::All {
+        tracing::warn!(
+            "server.client_overrides = \"all\": REST callers may set any librdkafka property \
+             except those that load code, run commands or break delivery; use the allowlist unless \
+             every API key holder is trusted with the Kafka client"
+        );
+    }
+    if server.auth == wasmsink::config::AuthMode::None && !server.listen.ip().is_loopback() {
+        tracing::warn!(listen = %server.listen, "server.auth = \"none\": the REST API is open to anyone who can reach this address");
+    }
+    if !server.api_keys.is_empty() && server.tls.is_none() && !server.listen.ip().is_loopback() {
+        tracing::warn!(listen = %server.listen, "API keys are sent in plain text: set server.tls (or terminate TLS in front of wasmsink)");
+    }
 }
 
 /// On SIGHUP, re-reads the file and applies connector changes live.
@@ -343,13 +392,15 @@ async fn reload_on_sighup(
 }
 
 /// `wasmsink healthcheck`: GET /health on the local API.
-async fn healthcheck(listen: &str) -> ExitCode {
+async fn healthcheck(listen: &str, https: bool) -> ExitCode {
     let addr = listen
         .replace("0.0.0.0", "127.0.0.1")
         .replace("[::]", "[::1]");
-    let url = format!("http://{addr}/health");
+    let scheme = if https { "https" } else { "http" };
+    let url = format!("{scheme}://{addr}/health");
     let client = match reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(5))
+        .tls_danger_accept_invalid_certs(https)
         .build()
     {
         Ok(client) => client,
