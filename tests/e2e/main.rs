@@ -12,4 +12,5 @@ mod guests;
 mod lifecycle;
 mod messengers;
 mod rest;
+mod security;
 mod strategies;

@@ -16,6 +16,12 @@ impl Wasmsink {
     /// Writes `config` into `dir` and starts `wasmsink run` on it, logging
     /// JSON lines to `dir/wasmsink-N.log`.
     pub fn start(dir: &Path, config: &str) -> Self {
+        Self::start_with_env(dir, config, &[])
+    }
+
+    /// [`start`](Self::start) with extra environment variables, which win
+    /// over the ones set here (`WASMSINK_LISTEN` among them).
+    pub fn start_with_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> Self {
         let config_path = dir.join("wasmsink.toml");
         std::fs::write(&config_path, config).expect("write config");
         let log = (0..)
@@ -25,8 +31,15 @@ impl Wasmsink {
         let out = File::create(&log).expect("log file");
         // Each process gets its own API port and data directory (kept across
         // restarts in the same `dir`).
-        let listen = format!("127.0.0.1:{}", super::free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_wasmsink"))
+        let listen = env
+            .iter()
+            .find(|(name, _)| *name == "WASMSINK_LISTEN")
+            .map_or_else(
+                || format!("127.0.0.1:{}", super::free_port()),
+                |(_, value)| (*value).to_owned(),
+            );
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wasmsink"));
+        command
             .args(["--log-format", "json", "run", "--config"])
             .arg(&config_path)
             .env("RUST_LOG", "info,wasmsink=debug")
@@ -34,6 +47,11 @@ impl Wasmsink {
             .env("WASMSINK_DATA_DIR", dir.join("data"))
             .env_remove("WASMSINK_API_KEYS")
             .env_remove("WASMSINK_API_KEYS_FILE")
+            .env_remove("WASMSINK_AUTH");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let child = command
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .stdin(Stdio::null())
@@ -44,6 +62,11 @@ impl Wasmsink {
             log,
             api: format!("http://{listen}"),
         }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The REST API's base URL, e.g. `http://127.0.0.1:40123`.
