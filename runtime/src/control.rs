@@ -9,8 +9,14 @@
 //! which includes REST changes, pause/stop and deletion, is kept. Connectors
 //! created over REST are restored from the store. A table removed from the
 //! file deletes its connector.
+//!
+//! Every write to one connector holds that connector's write lock from the
+//! read to the apply, so concurrent writes are all applied in some order,
+//! never acknowledged and lost. A write is saved before it is applied; when
+//! the apply fails, the saved record is put back as it was, so the store
+//! never holds a change the API refused.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::config::{ConfigProblem, ConnectorConfig};
@@ -45,6 +51,50 @@ pub struct Control {
     supervisor: Supervisor,
     store: Arc<dyn ConnectorStore>,
     policy: Arc<Policy>,
+    writes: WriteLocks,
+}
+
+/// One lock per connector name, taken by every write to that connector.
+/// An entry lives while someone holds or waits for it.
+#[derive(Clone, Default)]
+struct WriteLocks(Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>);
+
+/// A held write lock; dropping it removes the entry when nobody waits.
+struct WriteGuard {
+    locks: WriteLocks,
+    name: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteLocks {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
+        // Never held across an await or a panic point.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn lock(&self, name: &str) -> WriteGuard {
+        let lock = self.map().entry(name.to_owned()).or_default().clone();
+        WriteGuard {
+            locks: self.clone(),
+            name: name.to_owned(),
+            guard: Some(lock.lock_owned().await),
+        }
+    }
+}
+
+impl Drop for WriteGuard {
+    fn drop(&mut self) {
+        let guard = self.guard.take();
+        let mut map = self.locks.map();
+        drop(guard);
+        // Ours plus the map's: nobody else holds or awaits it.
+        if map
+            .get(&self.name)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            map.remove(&self.name);
+        }
+    }
 }
 
 impl Control {
@@ -59,6 +109,7 @@ impl Control {
             supervisor,
             store,
             policy,
+            writes: WriteLocks::default(),
         }
     }
 
@@ -209,6 +260,7 @@ impl Control {
         for s in stored.values() {
             if s.origin == Origin::Toml && !names.contains(&s.name) {
                 let name = s.name.clone();
+                let _write = self.writes.lock(&name).await;
                 let result = async {
                     match self.supervisor.delete(&name).await {
                         Ok(()) | Err(SupervisorError::NotFound(_)) => {}
@@ -239,10 +291,11 @@ impl Control {
                 record.target = TargetState::Running;
             }
             let target = record.target;
+            let _write = self.writes.lock(&name).await;
             let result = async {
                 let created = self.supervisor.put(config).await?;
                 if created && target != TargetState::Running {
-                    self.apply_target(&name, target).await?;
+                    self.apply_target_locked(&name, target).await?;
                 }
                 self.store.save(&record)?;
                 Ok(format!(
@@ -274,9 +327,17 @@ impl Control {
         properties: BTreeMap<String, String>,
         target: TargetState,
     ) -> Result<ConnectorConfig, ControlError> {
+        let _write = self.writes.lock(name).await;
         let config = self.validate(name, &properties)?;
-        self.supervisor.create(config.clone(), target).await?;
-        self.save_rest_change(name, properties, target)?;
+        if self.supervisor.status(name).await.is_ok() {
+            return Err(SupervisorError::AlreadyExists(name.to_owned()).into());
+        }
+        let previous = self.stored(name)?;
+        self.save_rest_change(name, properties, target, previous.as_ref())?;
+        if let Err(error) = self.supervisor.create(config.clone(), target).await {
+            self.put_back(name, previous)?;
+            return Err(error.into());
+        }
         Ok(config)
     }
 
@@ -287,16 +348,26 @@ impl Control {
         name: &str,
         properties: BTreeMap<String, String>,
         target: TargetState,
+        previous: Option<&StoredConnector>,
     ) -> Result<(), ControlError> {
-        let previous = self.stored(name)?;
         self.store.save(&StoredConnector {
             name: name.to_owned(),
             properties,
             target,
-            origin: previous.as_ref().map_or(Origin::Rest, |p| p.origin),
-            toml_properties: previous.and_then(|p| p.toml_properties),
+            origin: previous.map_or(Origin::Rest, |p| p.origin),
+            toml_properties: previous.and_then(|p| p.toml_properties.clone()),
             deleted: false,
         })?;
+        Ok(())
+    }
+
+    /// Restores a stored record after a change that was saved failed to
+    /// apply (`None`: there was none).
+    fn put_back(&self, name: &str, previous: Option<StoredConnector>) -> Result<(), ControlError> {
+        match previous {
+            Some(record) => self.store.save(&record)?,
+            None => self.store.remove(name)?,
+        }
         Ok(())
     }
 
@@ -306,11 +377,31 @@ impl Control {
         name: &str,
         properties: BTreeMap<String, String>,
     ) -> Result<(ConnectorConfig, bool), ControlError> {
+        let _write = self.writes.lock(name).await;
+        self.put_locked(name, properties).await
+    }
+
+    /// [`Self::put`] with the connector's write lock held.
+    async fn put_locked(
+        &self,
+        name: &str,
+        properties: BTreeMap<String, String>,
+    ) -> Result<(ConnectorConfig, bool), ControlError> {
         let config = self.validate(name, &properties)?;
-        let created = self.supervisor.put(config.clone()).await?;
-        let target = self.supervisor.target_state(name).await?;
-        self.save_rest_change(name, properties, target)?;
-        Ok((config, created))
+        let target = match self.supervisor.target_state(name).await {
+            Ok(target) => target,
+            Err(SupervisorError::NotFound(_)) => TargetState::Running,
+            Err(other) => return Err(other.into()),
+        };
+        let previous = self.stored(name)?;
+        self.save_rest_change(name, properties, target, previous.as_ref())?;
+        match self.supervisor.put(config.clone()).await {
+            Ok(created) => Ok((config, created)),
+            Err(error) => {
+                self.put_back(name, previous)?;
+                Err(error.into())
+            }
+        }
     }
 
     /// Changes some keys of a connector's configuration: `None` removes a key.
@@ -319,6 +410,7 @@ impl Control {
         name: &str,
         changes: BTreeMap<String, Option<String>>,
     ) -> Result<ConnectorConfig, ControlError> {
+        let _write = self.writes.lock(name).await;
         let mut properties = self.supervisor.status(name).await?.config.properties;
         for (key, value) in changes {
             match value {
@@ -326,32 +418,63 @@ impl Control {
                 None => properties.remove(&key),
             };
         }
-        Ok(self.put(name, properties).await?.0)
+        Ok(self.put_locked(name, properties).await?.0)
     }
 
     /// Deletes a connector.
     pub async fn delete(&self, name: &str) -> Result<(), ControlError> {
-        self.supervisor.delete(name).await?;
-        match self.stored(name)? {
+        let _write = self.writes.lock(name).await;
+        self.supervisor.status(name).await?;
+        let previous = self.stored(name)?;
+        match previous.clone() {
             Some(mut record) if record.origin == Origin::Toml => {
                 record.deleted = true;
                 self.store.save(&record)?;
             }
             _ => self.store.remove(name)?,
         }
+        if let Err(error) = self.supervisor.delete(name).await {
+            self.put_back(name, previous)?;
+            return Err(error.into());
+        }
         Ok(())
     }
 
     /// Pauses, resumes or stops a connector and records it.
     pub async fn apply_target(&self, name: &str, target: TargetState) -> Result<(), ControlError> {
-        match target {
-            TargetState::Running => self.supervisor.resume(name).await?,
-            TargetState::Paused => self.supervisor.pause(name).await?,
-            TargetState::Stopped => self.supervisor.stop(name).await?,
+        let _write = self.writes.lock(name).await;
+        self.apply_target_locked(name, target).await
+    }
+
+    /// [`Self::apply_target`] with the connector's write lock held.
+    async fn apply_target_locked(
+        &self,
+        name: &str,
+        target: TargetState,
+    ) -> Result<(), ControlError> {
+        self.supervisor.status(name).await?;
+        let previous = self.stored(name)?;
+        if let Some(mut record) = previous.clone()
+            && record.target != target
+        {
+            record.target = target;
+            self.store.save(&record)?;
         }
+        let applied = match target {
+            TargetState::Running => self.supervisor.resume(name).await,
+            TargetState::Paused => self.supervisor.pause(name).await,
+            TargetState::Stopped => self.supervisor.stop(name).await,
+        };
+        if let Err(error) = applied {
+            if previous.is_some() {
+                self.put_back(name, previous)?;
+            }
+            return Err(error.into());
+        }
+        // A pause of a stopped connector leaves it stopped: record what is.
         let actual = self.supervisor.target_state(name).await?;
-        if let Some(mut record) = self.stored(name)?
-            && record.target != actual
+        if actual != target
+            && let Some(mut record) = self.stored(name)?
         {
             record.target = actual;
             self.store.save(&record)?;
@@ -361,6 +484,7 @@ impl Control {
 
     /// Restarts a connector.
     pub async fn restart(&self, name: &str, only_failed: bool) -> Result<(), ControlError> {
+        let _write = self.writes.lock(name).await;
         Ok(self.supervisor.restart(name, only_failed).await?)
     }
 

@@ -63,6 +63,16 @@ impl Api {
         server: crate::config::ServerConfig,
         data_dir: Option<&std::path::Path>,
     ) -> Self {
+        Self::start_draining(server, data_dir, Duration::from_secs(2)).await
+    }
+
+    /// As [`Self::start_with`], with `grace` for in-flight attempts when a
+    /// connector stops.
+    async fn start_draining(
+        server: crate::config::ServerConfig,
+        data_dir: Option<&std::path::Path>,
+        grace: Duration,
+    ) -> Self {
         crate::install_tls_provider();
         let cluster = MockCluster::new(1).unwrap();
         cluster.create_topic("t", 1, 1).unwrap();
@@ -81,7 +91,7 @@ impl Api {
             messengers.clone(),
             kafka,
             RuntimeConfig {
-                shutdown_timeout: Duration::from_secs(2),
+                shutdown_timeout: grace,
             },
             policy.egress.clone(),
             CancellationToken::new(),
@@ -149,6 +159,21 @@ impl Api {
     pub(super) async fn shutdown(self) {
         self.supervisor.shutdown().await;
         self.stop.cancel();
+    }
+
+    /// Produces `value` to topic `t`.
+    async fn produce(&self, value: &str) {
+        let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", self._cluster.bootstrap_servers())
+            .create()
+            .unwrap();
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::<(), _>::to("t").payload(value),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
     }
 }
 
@@ -605,5 +630,148 @@ async fn rest_connectors_and_their_state_survive_a_restart() {
             ("stopped".to_owned(), "STOPPED".to_owned()),
         ])
     );
+    api.shutdown().await;
+}
+
+/// Twenty PATCHes at once, each setting its own key: every one is kept
+/// (without the connector's write lock, read-modify-write loses most).
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_patches_are_all_applied() {
+    let api = Api::start(Vec::new(), None).await;
+    let (status, _) = api
+        .call(
+            Method::POST,
+            "/connectors",
+            Some(&seed_create("r", "http://127.0.0.1:9/hook")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // librdkafka's defaults, so every combination is a valid consumer.
+    let changes = [
+        ("socket.timeout.ms", "60000"),
+        ("socket.connection.setup.timeout.ms", "30000"),
+        ("connections.max.idle.ms", "0"),
+        ("reconnect.backoff.ms", "100"),
+        ("reconnect.backoff.max.ms", "10000"),
+        ("api.version.request.timeout.ms", "10000"),
+        ("metadata.max.age.ms", "900000"),
+        ("topic.metadata.refresh.interval.ms", "300000"),
+        ("topic.metadata.refresh.sparse", "true"),
+        ("topic.metadata.propagation.max.ms", "30000"),
+        ("socket.keepalive.enable", "false"),
+        ("socket.nagle.disable", "false"),
+        ("broker.address.ttl", "1000"),
+        ("broker.address.family", "any"),
+        ("socket.send.buffer.bytes", "0"),
+        ("socket.receive.buffer.bytes", "0"),
+        ("message.max.bytes", "1000000"),
+        ("message.copy.max.bytes", "65535"),
+        ("receive.message.max.bytes", "100000000"),
+        ("max.in.flight.requests.per.connection", "1000000"),
+    ];
+    let patches = changes.iter().map(|(key, value)| {
+        let body = json!({ format!("consumer.override.{key}"): value });
+        let api = &api;
+        async move {
+            api.call(Method::PATCH, "/connectors/r/config", Some(&body))
+                .await
+                .0
+        }
+    });
+    let statuses = futures::future::join_all(patches).await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
+    let (_, config) = api.call(Method::GET, "/connectors/r/config", None).await;
+    let missing: Vec<&str> = changes
+        .iter()
+        .filter(|(key, value)| config[format!("consumer.override.{key}")] != *value)
+        .map(|(key, _)| *key)
+        .collect();
+    assert!(missing.is_empty(), "acknowledged and lost: {missing:?}");
+    api.shutdown().await;
+}
+
+/// While a connector drains a 20 s request, `/health`, `/metrics` and the
+/// status of every connector answer at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn health_answers_while_a_connector_drains_a_slow_request() {
+    let held = Arc::new(tokio::sync::Notify::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver = format!("http://{}/hook", listener.local_addr().unwrap());
+    let arrived = held.clone();
+    let slow = axum::Router::new().fallback(move || {
+        let arrived = arrived.clone();
+        async move {
+            arrived.notify_one();
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            "ok"
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, slow).await });
+    let api = Api::start_draining(
+        crate::config::ServerConfig::default(),
+        None,
+        Duration::from_secs(30),
+    )
+    .await;
+    for name in ["slow", "other"] {
+        let (status, _) = api
+            .call(Method::POST, "/connectors", Some(&seed_create(name, &receiver)))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    api.produce("{}").await;
+    tokio::time::timeout(Duration::from_secs(15), held.notified())
+        .await
+        .expect("the record reaches the receiver");
+    let stopping = {
+        let client = api.client.clone();
+        let url = format!("{}/connectors/slow/stop", api.base);
+        tokio::spawn(async move { client.put(url).send().await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!stopping.is_finished(), "the stop waits for the held request");
+    for path in [
+        "/health",
+        "/metrics",
+        "/connectors?expand=status",
+        "/connectors/slow/status",
+        "/connectors/other/status",
+    ] {
+        let started = std::time::Instant::now();
+        let (status, _) = api.call(Method::GET, path, None).await;
+        let took = started.elapsed();
+        assert!(status.is_success(), "{path}: {status}");
+        assert!(took < Duration::from_millis(100), "{path} took {took:?}");
+    }
+    let (_, status) = api.call(Method::GET, "/connectors/slow/status", None).await;
+    assert_eq!(status["connector"]["state"], "STOPPED");
+}
+
+/// A change that fails to apply is not saved: after a restart the
+/// connector runs the config it ran before.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_that_fails_to_apply_is_not_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = "http://127.0.0.1:9/hook";
+    {
+        let api = Api::start(Vec::new(), Some(dir.path())).await;
+        let (status, _) = api
+            .call(Method::POST, "/connectors", Some(&seed_create("r", url)))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        // Allowed by the policy, refused by librdkafka when the consumer is built.
+        let bad = json!({ "consumer.override.socket.timeout.ms": "soon" });
+        let (status, body) = api
+            .call(Method::PATCH, "/connectors/r/config", Some(&bad))
+            .await;
+        assert!(status.is_client_error(), "{status}: {body}");
+        assert!(body.to_string().contains("cannot start"), "{body}");
+        api.shutdown().await;
+    }
+    let api = Api::start(Vec::new(), Some(dir.path())).await;
+    let (status, config) = api.call(Method::GET, "/connectors/r/config", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(config["consumer.override.socket.timeout.ms"], Value::Null);
+    assert_eq!(config["callback.request.url"], url);
     api.shutdown().await;
 }

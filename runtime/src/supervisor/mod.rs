@@ -116,12 +116,34 @@ struct Instance {
     join: JoinHandle<()>,
 }
 
-/// Everything the supervisor knows about one connector.
+/// Everything the supervisor knows about one connector. Only the holder of
+/// its [`Entry::slot`] lock changes it.
 struct Slot {
     config: ConnectorConfig,
     target: TargetState,
     instance: Option<Instance>,
 }
+
+/// What readers see of a slot: a copy the lock holder publishes after each
+/// change, so status, `/health` and `/metrics` never wait for a build, a
+/// drain or a Kafka admin call.
+#[derive(Clone)]
+struct View {
+    config: ConnectorConfig,
+    target: TargetState,
+    connector: Option<Arc<Connector>>,
+}
+
+/// One connector in the registry.
+struct Entry {
+    /// Serialises changes to this connector; held across builds and drains.
+    slot: Arc<Mutex<Slot>>,
+    /// `None` while the connector is being created: readers skip it.
+    view: Option<View>,
+}
+
+/// The slot lock of one connector, held.
+type Held = tokio::sync::OwnedMutexGuard<Slot>;
 
 /// Runs and changes connectors.
 #[derive(Clone)]
@@ -136,7 +158,10 @@ struct Inner {
     runtime: RuntimeConfig,
     egress: Arc<EgressPolicy>,
     shutdown: CancellationToken,
-    slots: Mutex<BTreeMap<String, Slot>>,
+    /// Every connector by name. Locked only to look up or publish, never
+    /// across an `.await`; changes to one connector take its slot lock, so
+    /// connectors change independently of each other.
+    registry: std::sync::Mutex<BTreeMap<String, Entry>>,
 }
 
 impl Supervisor {
@@ -158,7 +183,7 @@ impl Supervisor {
             runtime,
             egress,
             shutdown,
-            slots: Mutex::new(BTreeMap::new()),
+            registry: std::sync::Mutex::default(),
         };
         Self {
             inner: Arc::new(inner),
@@ -171,11 +196,10 @@ impl Supervisor {
         &self,
         configs: Vec<ConnectorConfig>,
     ) -> Result<(), Vec<SupervisorError>> {
-        let mut slots = self.inner.slots.lock().await;
         let mut built = Vec::new();
         let mut problems = Vec::new();
         for config in configs {
-            if slots.contains_key(&config.name) {
+            if self.inner.exists(&config.name) {
                 problems.push(SupervisorError::AlreadyExists(config.name.clone()));
                 continue;
             }
@@ -188,17 +212,19 @@ impl Supervisor {
             return Err(problems);
         }
         for (config, ready) in built {
-            let instance = self.inner.launch(ready, false);
-            slots.insert(
-                config.name.clone(),
-                Slot {
-                    config,
-                    target: TargetState::Running,
-                    instance: Some(instance),
-                },
-            );
+            let name = config.name.clone();
+            let Some(mut held) = self.inner.reserve(config, TargetState::Running) else {
+                problems.push(SupervisorError::AlreadyExists(name));
+                continue;
+            };
+            held.instance = Some(self.inner.launch(ready, false));
+            self.inner.publish(&name, &held);
         }
-        Ok(())
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
     }
 
     /// Creates a connector in the `target` state.
@@ -207,130 +233,125 @@ impl Supervisor {
         config: ConnectorConfig,
         target: TargetState,
     ) -> Result<(), SupervisorError> {
-        let mut slots = self.inner.slots.lock().await;
-        if slots.contains_key(&config.name) {
-            return Err(SupervisorError::AlreadyExists(config.name));
+        let name = config.name.clone();
+        let mut held = self
+            .inner
+            .reserve(config, target)
+            .ok_or_else(|| SupervisorError::AlreadyExists(name.clone()))?;
+        match self.inner.instance_for(&held.config, target).await {
+            Ok(instance) => {
+                held.instance = instance;
+                self.inner.publish(&name, &held);
+                Ok(())
+            }
+            Err(error) => {
+                self.inner.forget(&name, &held);
+                Err(error)
+            }
         }
-        let instance = self.inner.instance_for(&config, target).await?;
-        slots.insert(
-            config.name.clone(),
-            Slot {
-                config,
-                target,
-                instance,
-            },
-        );
-        Ok(())
     }
 
     /// Replaces a connector's configuration (creating it when absent; the
     /// result says whether it was created). Only that connector restarts; its
     /// target state is kept.
     pub async fn put(&self, config: ConnectorConfig) -> Result<bool, SupervisorError> {
-        let mut slots = self.inner.slots.lock().await;
-        let Some(slot) = slots.get_mut(&config.name) else {
-            let instance = self
-                .inner
-                .instance_for(&config, TargetState::Running)
-                .await?;
-            slots.insert(
-                config.name.clone(),
-                Slot {
-                    config,
-                    target: TargetState::Running,
-                    instance,
-                },
-            );
-            return Ok(true);
-        };
-        // Build the new instance's parts first: a bad config leaves the old one running.
-        let ready = match slot.target {
-            TargetState::Stopped => None,
-            _ => Some(self.inner.build(&config).await?),
-        };
-        self.inner.retire(slot.instance.take()).await;
-        slot.instance =
-            ready.map(|ready| self.inner.launch(ready, slot.target == TargetState::Paused));
-        slot.config = config;
-        Ok(false)
+        loop {
+            let mut held = match self.inner.lock(&config.name).await {
+                Ok(held) => held,
+                Err(SupervisorError::NotFound(_)) => {
+                    match self.create(config.clone(), TargetState::Running).await {
+                        Err(SupervisorError::AlreadyExists(_)) => continue,
+                        created => return created.map(|()| true),
+                    }
+                }
+                Err(other) => return Err(other),
+            };
+            // Build the new instance's parts first: a bad config leaves the old one running.
+            let ready = match held.target {
+                TargetState::Stopped => None,
+                _ => Some(self.inner.build(&config).await?),
+            };
+            self.inner.retire(held.instance.take()).await;
+            let paused = held.target == TargetState::Paused;
+            held.instance = ready.map(|ready| self.inner.launch(ready, paused));
+            held.config = config;
+            let name = held.config.name.clone();
+            self.inner.publish(&name, &held);
+            return Ok(false);
+        }
     }
 
     /// Deletes a connector after draining it.
     pub async fn delete(&self, name: &str) -> Result<(), SupervisorError> {
-        let mut slots = self.inner.slots.lock().await;
-        let slot = slots
-            .remove(name)
-            .ok_or_else(|| SupervisorError::NotFound(name.to_owned()))?;
-        self.inner.retire(slot.instance).await;
+        let mut held = self.inner.lock(name).await?;
+        self.inner.retire(held.instance.take()).await;
+        self.inner.forget(name, &held);
         Ok(())
     }
 
     /// Pauses a connector at its next record boundary, keeping its partitions.
     pub async fn pause(&self, name: &str) -> Result<(), SupervisorError> {
-        self.with_slot(name, |slot| {
-            if slot.target == TargetState::Running {
-                slot.target = TargetState::Paused;
-                if let Some(instance) = &slot.instance {
-                    instance.connector.set_paused(true);
-                }
+        let mut held = self.inner.lock(name).await?;
+        if held.target == TargetState::Running {
+            held.target = TargetState::Paused;
+            if let Some(instance) = &held.instance {
+                instance.connector.set_paused(true);
             }
-        })
-        .await
+        }
+        self.inner.publish(name, &held);
+        Ok(())
     }
 
     /// Resumes a paused or stopped connector from where it was.
     pub async fn resume(&self, name: &str) -> Result<(), SupervisorError> {
-        let mut slots = self.inner.slots.lock().await;
-        let slot = slots
-            .get_mut(name)
-            .ok_or_else(|| SupervisorError::NotFound(name.to_owned()))?;
-        match slot.target {
+        let mut held = self.inner.lock(name).await?;
+        match held.target {
             TargetState::Running => {}
             TargetState::Paused => {
-                slot.target = TargetState::Running;
-                if let Some(instance) = &slot.instance {
+                held.target = TargetState::Running;
+                if let Some(instance) = &held.instance {
                     instance.connector.set_paused(false);
                 }
             }
             TargetState::Stopped => {
-                slot.instance = self
+                held.instance = self
                     .inner
-                    .instance_for(&slot.config, TargetState::Running)
+                    .instance_for(&held.config, TargetState::Running)
                     .await?;
-                slot.target = TargetState::Running;
+                held.target = TargetState::Running;
             }
         }
+        self.inner.publish(name, &held);
         Ok(())
     }
 
     /// Stops a connector: it drains, commits and closes its consumer.
     pub async fn stop(&self, name: &str) -> Result<(), SupervisorError> {
-        let mut slots = self.inner.slots.lock().await;
-        let slot = slots
-            .get_mut(name)
-            .ok_or_else(|| SupervisorError::NotFound(name.to_owned()))?;
-        slot.target = TargetState::Stopped;
-        self.inner.retire(slot.instance.take()).await;
+        let mut held = self.inner.lock(name).await?;
+        held.target = TargetState::Stopped;
+        // Readers see STOPPED at once; the drain runs under the slot lock.
+        self.inner.publish(name, &held);
+        self.inner.retire(held.instance.take()).await;
+        self.inner.publish(name, &held);
         Ok(())
     }
 
     /// Restarts a connector's instance (unless it is stopped). With
     /// `only_failed`, a connector that has not failed is left alone.
     pub async fn restart(&self, name: &str, only_failed: bool) -> Result<(), SupervisorError> {
-        let mut slots = self.inner.slots.lock().await;
-        let slot = slots
-            .get_mut(name)
-            .ok_or_else(|| SupervisorError::NotFound(name.to_owned()))?;
-        let failed = slot
+        let mut held = self.inner.lock(name).await?;
+        let failed = held
             .instance
             .as_ref()
             .is_some_and(|i| matches!(i.connector.state(), ConnectorState::Failed { .. }));
-        if slot.target == TargetState::Stopped || (only_failed && !failed) {
+        if held.target == TargetState::Stopped || (only_failed && !failed) {
             return Ok(());
         }
-        let ready = self.inner.build(&slot.config).await?;
-        self.inner.retire(slot.instance.take()).await;
-        slot.instance = Some(self.inner.launch(ready, slot.target == TargetState::Paused));
+        let ready = self.inner.build(&held.config).await?;
+        self.inner.retire(held.instance.take()).await;
+        let paused = held.target == TargetState::Paused;
+        held.instance = Some(self.inner.launch(ready, paused));
+        self.inner.publish(name, &held);
         Ok(())
     }
 
@@ -356,11 +377,8 @@ impl Supervisor {
             let name = config.name.clone();
             let unchanged = self
                 .inner
-                .slots
-                .lock()
-                .await
-                .get(&name)
-                .is_some_and(|slot| slot.config == config);
+                .view(&name)
+                .is_some_and(|view| view.config == config);
             if !unchanged {
                 outcomes.push(self.put(config).await.map(|created| {
                     format!("{} {name}", if created { "created" } else { "updated" })
@@ -372,78 +390,72 @@ impl Supervisor {
 
     /// Names of all connectors, sorted.
     pub async fn names(&self) -> Vec<String> {
-        self.inner.slots.lock().await.keys().cloned().collect()
+        self.inner
+            .registry()
+            .iter()
+            .filter(|(_, entry)| entry.view.is_some())
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// A connector's configuration, state and counters.
     pub async fn status(&self, name: &str) -> Result<ConnectorStatus, SupervisorError> {
-        let slots = self.inner.slots.lock().await;
-        let slot = slots
-            .get(name)
-            .ok_or_else(|| SupervisorError::NotFound(name.to_owned()))?;
-        Ok(status_of(slot))
+        self.inner
+            .view(name)
+            .map(|view| status_of(&view))
+            .ok_or_else(|| SupervisorError::NotFound(name.to_owned()))
     }
 
     /// Every connector's status, by name.
     pub async fn statuses(&self) -> Vec<ConnectorStatus> {
-        self.inner
-            .slots
-            .lock()
-            .await
+        let views: Vec<View> = self
+            .inner
+            .registry()
             .values()
-            .map(status_of)
-            .collect()
+            .filter_map(|entry| entry.view.clone())
+            .collect();
+        views.iter().map(status_of).collect()
     }
 
     /// The live connector object, for counters and tests.
     pub async fn connector(&self, name: &str) -> Option<Arc<Connector>> {
-        let slots = self.inner.slots.lock().await;
-        slots
-            .get(name)
-            .and_then(|slot| slot.instance.as_ref())
-            .map(|i| i.connector.clone())
+        self.inner.view(name).and_then(|view| view.connector)
     }
 
     /// Halts every connector (the shutdown token must be cancelled first or
     /// they are halted here) and waits until all have drained and committed.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
-        let mut slots = self.inner.slots.lock().await;
-        for slot in slots.values_mut() {
-            self.inner.retire(slot.instance.take()).await;
+        let slots: Vec<(String, Arc<Mutex<Slot>>)> = self
+            .inner
+            .registry()
+            .iter()
+            .map(|(name, entry)| (name.clone(), entry.slot.clone()))
+            .collect();
+        for (name, slot) in slots {
+            let mut held = slot.lock_owned().await;
+            self.inner.retire(held.instance.take()).await;
+            self.inner.publish(&name, &held);
         }
-    }
-
-    async fn with_slot(
-        &self,
-        name: &str,
-        change: impl FnOnce(&mut Slot),
-    ) -> Result<(), SupervisorError> {
-        let mut slots = self.inner.slots.lock().await;
-        let slot = slots
-            .get_mut(name)
-            .ok_or_else(|| SupervisorError::NotFound(name.to_owned()))?;
-        change(slot);
-        Ok(())
     }
 }
 
-fn status_of(slot: &Slot) -> ConnectorStatus {
-    let (phase, stats) = match (&slot.instance, slot.target) {
+fn status_of(view: &View) -> ConnectorStatus {
+    let (phase, stats) = match (&view.connector, view.target) {
         (_, TargetState::Stopped) | (None, _) => {
             (ConnectorPhase::Stopped, StatsSnapshot::default())
         }
-        (Some(instance), target) => {
-            let phase = match instance.connector.state() {
+        (Some(connector), target) => {
+            let phase = match connector.state() {
                 ConnectorState::Failed { reason } => ConnectorPhase::Failed { reason },
                 _ if target == TargetState::Paused => ConnectorPhase::Paused,
                 _ => ConnectorPhase::Running,
             };
-            (phase, instance.connector.stats.snapshot())
+            (phase, connector.stats.snapshot())
         }
     };
     ConnectorStatus {
-        config: slot.config.clone(),
+        config: view.config.clone(),
         phase,
         stats,
     }
@@ -456,6 +468,88 @@ struct Ready {
 }
 
 impl Inner {
+    /// The registry. Its lock is never held across an `.await` and no code
+    /// panics while holding it, so a poisoned lock still holds consistent
+    /// data.
+    fn registry(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn exists(&self, name: &str) -> bool {
+        self.registry().contains_key(name)
+    }
+
+    fn view(&self, name: &str) -> Option<View> {
+        self.registry()
+            .get(name)
+            .and_then(|entry| entry.view.clone())
+    }
+
+    /// Adds a connector that readers do not see yet, its slot lock held;
+    /// `None` when the name is taken.
+    fn reserve(&self, config: ConnectorConfig, target: TargetState) -> Option<Held> {
+        let mut registry = self.registry();
+        if registry.contains_key(&config.name) {
+            return None;
+        }
+        let name = config.name.clone();
+        let slot = Arc::new(Mutex::new(Slot {
+            config,
+            target,
+            instance: None,
+        }));
+        let held = slot
+            .clone()
+            .try_lock_owned()
+            .expect("a new slot is not locked");
+        registry.insert(name, Entry { slot, view: None });
+        Some(held)
+    }
+
+    /// Takes a connector's slot lock, waiting for the change in progress.
+    /// NotFound when it was deleted meanwhile.
+    async fn lock(&self, name: &str) -> Result<Held, SupervisorError> {
+        let not_found = || SupervisorError::NotFound(name.to_owned());
+        let slot = self
+            .registry()
+            .get(name)
+            .filter(|entry| entry.view.is_some())
+            .map(|entry| entry.slot.clone())
+            .ok_or_else(not_found)?;
+        let held = slot.clone().lock_owned().await;
+        let current = self
+            .registry()
+            .get(name)
+            .is_some_and(|entry| Arc::ptr_eq(&entry.slot, &slot));
+        if current { Ok(held) } else { Err(not_found()) }
+    }
+
+    /// Shows readers the slot as `held` has it.
+    fn publish(&self, name: &str, held: &Held) {
+        if let Some(entry) = self
+            .registry()
+            .get_mut(name)
+            .filter(|entry| Arc::ptr_eq(&entry.slot, Held::mutex(held)))
+        {
+            entry.view = Some(View {
+                config: held.config.clone(),
+                target: held.target,
+                connector: held.instance.as_ref().map(|i| i.connector.clone()),
+            });
+        }
+    }
+
+    /// Removes the connector whose slot lock is `held`.
+    fn forget(&self, name: &str, held: &Held) {
+        let mut registry = self.registry();
+        if registry
+            .get(name)
+            .is_some_and(|entry| Arc::ptr_eq(&entry.slot, Held::mutex(held)))
+        {
+            registry.remove(name);
+        }
+    }
+
     async fn instance_for(
         &self,
         config: &ConnectorConfig,

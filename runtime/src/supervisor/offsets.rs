@@ -70,10 +70,9 @@ pub enum OffsetsError {
 impl Supervisor {
     /// The state an operator asked a connector to be in.
     pub async fn target_state(&self, name: &str) -> Result<TargetState, SupervisorError> {
-        let slots = self.inner.slots.lock().await;
-        slots
-            .get(name)
-            .map(|slot| slot.target)
+        self.inner
+            .view(name)
+            .map(|view| view.target)
             .ok_or_else(|| SupervisorError::NotFound(name.to_owned()))
     }
 
@@ -101,8 +100,8 @@ impl Supervisor {
                 offset: bad.offset.unwrap_or_default(),
             });
         }
-        let slots = self.inner.slots.lock().await;
-        let config = stopped_config(&slots, name)?;
+        let held = self.inner.lock(name).await?;
+        let config = stopped_config(&held, name)?;
         let kafka = self.inner.kafka.clone();
         // The slot lock is held so that nobody resumes the connector meanwhile.
         blocking(move || commit_changes(&config, &kafka, &changes)).await
@@ -111,8 +110,8 @@ impl Supervisor {
     /// Forgets every committed position of the connector's group (its next
     /// start follows `auto.offset.reset`); only while STOPPED.
     pub async fn reset_offsets(&self, name: &str) -> Result<(), OffsetsError> {
-        let slots = self.inner.slots.lock().await;
-        let config = stopped_config(&slots, name)?;
+        let held = self.inner.lock(name).await?;
+        let config = stopped_config(&held, name)?;
         let kafka = self.inner.kafka.clone();
         let admin: AdminClient<DefaultClientContext> = client_config(
             &kafka,
@@ -281,13 +280,7 @@ fn commit_changes(
 
 /// The configuration of a connector that is STOPPED with no live instance:
 /// offsets may only change then.
-fn stopped_config(
-    slots: &BTreeMap<String, super::Slot>,
-    name: &str,
-) -> Result<ConnectorConfig, OffsetsError> {
-    let slot = slots
-        .get(name)
-        .ok_or_else(|| SupervisorError::NotFound(name.to_owned()))?;
+fn stopped_config(slot: &super::Slot, name: &str) -> Result<ConnectorConfig, OffsetsError> {
     if slot.target != TargetState::Stopped || slot.instance.is_some() {
         return Err(OffsetsError::NotStopped(name.to_owned()));
     }
