@@ -367,3 +367,80 @@ async fn a_guest_swapped_by_reload_takes_effect_without_loss_or_duplicates() {
         }
     }
 }
+
+/// A guest spinning to a 10 s budget next to a healthy connector on 12
+/// partitions: the healthy connector's records, produced while the guest
+/// spins, arrive within a few seconds (guest calls yield to the other lanes
+/// of their thread); after the spinning connector FAILED, new records still
+/// arrive promptly and `/health` shows the healthy one RUNNING.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spinning_guest_does_not_stall_other_connectors() {
+    let broker = Broker::start();
+    broker.create_topic("spin", 1);
+    broker.create_topic("healthy", 12);
+    // One record spins (10 s, then 10 s more on a fresh instance); the
+    // panics behind it trip the crash-loop breaker soon after.
+    for value in ["loop", "panic", "panic", "panic", "panic"] {
+        broker
+            .produce("spin", 0, None, Some(value.as_bytes()), &[])
+            .await;
+    }
+    broker
+        .produce("healthy", 0, None, Some(b"warm-up"), &[])
+        .await;
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spin = format!(
+        "guest.path = \"{}\"\nguest.errors = \"drop\"\nguest.timeout.transform.ms = 10000\n",
+        wasmsink_guest_artifacts::TEST_GUESTS
+    );
+    let connectors = connector("spin", "spin", &receiver.url("/spin"), &spin)
+        + &connector("healthy", "healthy", &receiver.url("/healthy"), "")
+        + "[server.guests]\nmax_call_ms = 10000\n";
+    let wasmsink = Wasmsink::start(dir.path(), &config(&broker, &connectors));
+    let assigned = |name: &str| {
+        wasmsink
+            .log()
+            .lines()
+            .any(|l| l.contains("partitions assigned") && l.contains(&format!("\"connector\":\"{name}\"")))
+    };
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !(assigned("spin") && assigned("healthy")) {
+        assert!(std::time::Instant::now() < deadline, "{}", wasmsink.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    receiver.wait_for(1, PATIENCE).await;
+    // The spin connector took its first record at assignment: it spins for
+    // 10 s before its first timeout, then again on a fresh instance.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let produced = std::time::Instant::now();
+    for i in 0..120 {
+        broker
+            .produce("healthy", i % 12, None, Some(format!("h{i}").as_bytes()), &[])
+            .await;
+    }
+    receiver.wait_for(121, Duration::from_secs(4)).await;
+    let took = produced.elapsed();
+    assert!(
+        !wasmsink.log().contains("deadline"),
+        "the guest was still spinning while the healthy records arrived ({took:?})"
+    );
+
+    wasmsink.wait_for_log("connector FAILED", Duration::from_secs(120)).await;
+    let before = receiver.requests().len();
+    for i in 0..12 {
+        broker
+            .produce("healthy", i, None, Some(format!("after-{i}").as_bytes()), &[])
+            .await;
+    }
+    receiver.wait_for(before + 12, Duration::from_secs(4)).await;
+    let (status, health) =
+        crate::support::call(wasmsink.api(), reqwest::Method::GET, "/health", None).await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["connectors"]["healthy"], "RUNNING", "{health}");
+    assert_eq!(health["connectors"]["spin"], "FAILED", "{health}");
+    assert!(
+        receiver.requests().iter().all(|r| !r.uri.path().starts_with("/spin")),
+        "a dropped record is never sent"
+    );
+}

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::{ConfigProblem, ConnectorConfig};
-use crate::security::{Client, EgressPolicy, Inherit, Policy};
+use crate::security::{Client, EgressPolicy, GuestCaps, Inherit, Policy};
 
 /// The client-property prefixes of a connector, and the client each
 /// configures.
@@ -61,9 +61,78 @@ pub(super) fn check(
     }
 }
 
+/// Checks what holds for every connector, whoever wrote it: the callback
+/// address and the guest's limits.
+pub(super) fn check_any(
+    config: &ConnectorConfig,
+    policy: &Policy,
+) -> Result<(), Vec<ConfigProblem>> {
+    let mut problems = check_guest_caps(config, &policy.guest_caps);
+    if let Err(found) = check_callback(config, &policy.egress) {
+        problems.extend(found);
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// Refuses guest limits above the operator's caps.
+fn check_guest_caps(config: &ConnectorConfig, caps: &GuestCaps) -> Vec<ConfigProblem> {
+    let limits = &config.guest.limits;
+    let timeouts = [
+        (
+            "guest.timeout.init.ms",
+            limits.init_timeout,
+            caps.init,
+            "server.guests.max_init_ms",
+        ),
+        (
+            "guest.timeout.transform.ms",
+            limits.transform_timeout,
+            caps.call,
+            "server.guests.max_call_ms",
+        ),
+        (
+            "guest.timeout.decide.ms",
+            limits.decide_timeout,
+            caps.call,
+            "server.guests.max_call_ms",
+        ),
+    ];
+    let mut problems: Vec<ConfigProblem> = timeouts
+        .into_iter()
+        .filter(|(_, asked, cap, _)| asked > cap)
+        .map(|(key, asked, cap, setting)| {
+            ConfigProblem::connector(
+                &config.name,
+                key,
+                format!(
+                    "{} ms is above the {} ms the operator allows ({setting})",
+                    asked.as_millis(),
+                    cap.as_millis()
+                ),
+            )
+        })
+        .collect();
+    let asked_mb = limits.max_memory_bytes >> 20;
+    if asked_mb > caps.memory_mb {
+        problems.push(ConfigProblem::connector(
+            &config.name,
+            "guest.memory.max.mb",
+            format!(
+                "{asked_mb} MiB is above the {} MiB the operator allows (server.guests.max_memory_mb)",
+                caps.memory_mb
+            ),
+        ));
+    }
+    problems
+}
+
 /// Refuses a callback URL whose host is an address the egress policy
 /// refuses. A name is checked when it is resolved, at connect time.
-pub(super) fn check_callback(
+fn check_callback(
     config: &ConnectorConfig,
     egress: &EgressPolicy,
 ) -> Result<(), Vec<ConfigProblem>> {
@@ -103,6 +172,53 @@ mod tests {
 
     fn keys(result: Result<ConnectorConfig, Vec<ConfigProblem>>) -> Vec<String> {
         result.unwrap_err().into_iter().map(|p| p.key).collect()
+    }
+
+    #[test]
+    fn guest_limits_above_the_operators_caps_are_refused_whoever_writes_them() {
+        let policy = Policy::default();
+        let within = [
+            ("guest.timeout.init.ms", "10000"),
+            ("guest.timeout.transform.ms", "1000"),
+            ("guest.timeout.decide.ms", "1000"),
+            ("guest.memory.max.mb", "256"),
+        ];
+        assert!(
+            api(&within, &policy).is_ok(),
+            "the defaults allow 1 s calls"
+        );
+        let above = [
+            ("guest.timeout.init.ms", "10001"),
+            ("guest.timeout.transform.ms", "1001"),
+            ("guest.timeout.decide.ms", "5000"),
+            ("guest.memory.max.mb", "257"),
+        ];
+        for trust in [Trust::Api, Trust::Operator] {
+            let problems = ConnectorConfig::from_raw_properties("c", &raw(&above), &policy, trust)
+                .unwrap_err();
+            let found: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+            assert_eq!(
+                found,
+                [
+                    "guest.timeout.init.ms",
+                    "guest.timeout.transform.ms",
+                    "guest.timeout.decide.ms",
+                    "guest.memory.max.mb"
+                ]
+            );
+            assert!(
+                problems[1].reason.contains("server.guests.max_call_ms"),
+                "{problems:?}"
+            );
+        }
+        let raised = Policy {
+            guest_caps: GuestCaps {
+                call: std::time::Duration::from_secs(5),
+                ..GuestCaps::default()
+            },
+            ..Policy::default()
+        };
+        assert!(api(&[("guest.timeout.decide.ms", "5000")], &raised).is_ok());
     }
 
     #[test]

@@ -217,7 +217,7 @@ impl ConnectorConfig {
     /// references. When that refuses anything, those refusals alone are
     /// reported, before any file is looked at, so a refusal reveals nothing
     /// about the host. Every config, whoever wrote it, is held to the
-    /// egress policy.
+    /// egress policy and the guest caps.
     pub fn from_raw_properties(
         name: &str,
         raw: &BTreeMap<String, String>,
@@ -234,9 +234,7 @@ impl ConnectorConfig {
         };
         let resolved = resolve_properties(name, raw, scope)?;
         let mut config = Self::from_properties(name, &resolved)
-            .and_then(|config| {
-                super::rest_policy::check_callback(&config, &policy.egress).map(|()| config)
-            })
+            .and_then(|config| super::rest_policy::check_any(&config, policy).map(|()| config))
             .map_err(|mut problems| {
                 redact(raw, scope, &mut problems);
                 problems

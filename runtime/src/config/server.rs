@@ -38,6 +38,9 @@
 //!
 //! [server.guests]
 //! dirs = ["/var/lib/wasmsink/guests"]
+//! max_init_ms = 10000                 # the most guest.timeout.init.ms may be
+//! max_call_ms = 1000                  # ... guest.timeout.{transform,decide}.ms
+//! max_memory_mb = 256                 # ... guest.memory.max.mb
 //!
 //! [store]
 //! data.dir = "./wasmsink-data"        # env WASMSINK_DATA_DIR
@@ -47,13 +50,14 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::ConfigProblem;
 use super::secrets::{Scope, resolve_value};
 use crate::security::client_properties::{self, OverridePolicy};
 use crate::security::{
-    AllowedDirs, EgressPolicy, GUEST_DIRS, KAFKA_FILE_DIRS, Policy, SECRET_FILE_DIRS, SecretPolicy,
-    egress,
+    AllowedDirs, EgressPolicy, GUEST_DIRS, GuestCaps, KAFKA_FILE_DIRS, Policy, SECRET_FILE_DIRS,
+    SecretPolicy, egress,
 };
 
 /// The default listen address, Kafka Connect's port on loopback.
@@ -437,8 +441,33 @@ pub(super) fn parse_server(table: &toml::Table, problems: &mut Vec<ConfigProblem
                 }
             }
             ("guests", value) => {
-                for (_, value) in sub_table("server.guests", value, &["dirs"], problems) {
-                    server.policy.guests = dirs(GUEST_DIRS, value, problems);
+                let keys = ["dirs", "max_init_ms", "max_call_ms", "max_memory_mb"];
+                for (name, value) in sub_table("server.guests", value, &keys, problems) {
+                    let at = format!("server.guests.{name}");
+                    let ceiling = match name {
+                        "dirs" => {
+                            server.policy.guests = dirs(GUEST_DIRS, value, problems);
+                            continue;
+                        }
+                        "max_memory_mb" => GuestCaps::CEILING_MB as u64,
+                        _ => GuestCaps::CEILING_MS,
+                    };
+                    let n = match value.as_integer().and_then(|n| u64::try_from(n).ok()) {
+                        Some(n) if (1..=ceiling).contains(&n) => n,
+                        _ => {
+                            problems.push(ConfigProblem::global(
+                                at,
+                                format!("must be a whole number from 1 to {ceiling}"),
+                            ));
+                            continue;
+                        }
+                    };
+                    let caps = &mut server.policy.guest_caps;
+                    match name {
+                        "max_init_ms" => caps.init = Duration::from_millis(n),
+                        "max_call_ms" => caps.call = Duration::from_millis(n),
+                        _ => caps.memory_mb = n as usize,
+                    }
                 }
             }
             ("api", toml::Value::Table(api)) => match api.get("keys").and_then(|k| k.get("file")) {
@@ -771,6 +800,30 @@ mod tests {
         parse_server(&table("port = 1\nlisten = \"nope\"\n"), &mut problems);
         parse_store(&table("dir = \"x\"\n"), &mut problems);
         assert_eq!(problems.len(), 3, "{problems:?}");
+    }
+
+    #[test]
+    fn guest_caps_are_read_up_to_their_ceilings() {
+        let mut problems = Vec::new();
+        let server = parse_server(
+            &table("[guests]\nmax_init_ms = 20000\nmax_call_ms = 2500\nmax_memory_mb = 512\n"),
+            &mut problems,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let caps = server.policy.guest_caps;
+        assert_eq!(caps.init, Duration::from_secs(20));
+        assert_eq!(caps.call, Duration::from_millis(2500));
+        assert_eq!(caps.memory_mb, 512);
+        let mut problems = Vec::new();
+        parse_server(
+            &table("[guests]\nmax_call_ms = 60001\nmax_memory_mb = 0\n"),
+            &mut problems,
+        );
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["server.guests.max_call_ms", "server.guests.max_memory_mb"]
+        );
     }
 
     #[test]

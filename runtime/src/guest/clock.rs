@@ -1,18 +1,30 @@
-//! Call deadlines that count the CPU time a guest call uses.
+//! Call deadlines that count the CPU time a guest call uses, and the yields
+//! that keep a long call from holding its thread.
 //!
 //! A wall-clock deadline cuts a healthy call short whenever the machine is
 //! busy (a 10 ms `decide` budget is easily exceeded by a thread waiting for
 //! a core). So a call is interrupted when it has *used* its budget of CPU
-//! time on its thread, or when it has run for [`WALL_FACTOR`] times its
-//! budget plus [`WALL_GRACE`] in wall-clock time, whichever comes first.
+//! time, or when it has run for [`WALL_FACTOR`] times its budget plus
+//! [`WALL_GRACE`] in wall-clock time, whichever comes first.
+//!
+//! A call that outlives an epoch tick yields to its thread's other work on
+//! every tick (lanes of every connector share a few threads, so a guest
+//! spinning to its budget must not freeze them). The call's CPU time is
+//! therefore the sum of its running *segments*: each segment starts when
+//! the call resumes after a yield (the resume hook reads the thread's CPU
+//! clock on the thread the guest resumes on) and ends at the next tick.
+//! CPU time the thread spends on other tasks while the call is parked is
+//! never charged to it.
 //!
 //! Reading a thread's CPU clock is a system call, so nothing is read when a
-//! call starts: the epoch ticker's first tick during a call takes the
-//! baseline (the time before it counts in full, at most one tick), later
-//! ticks compare against it (the time before the first tick counts as at
-//! most two ticks). Calls shorter than a tick cost one
-//! `Instant::now()`.
+//! call starts: the first segment (call start to first tick) counts as its
+//! wall time capped at [`PRE_BASELINE_CAP`]. Calls shorter than a tick cost
+//! one `Instant::now()` and never yield.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Wall-clock backstop: a call may take this many times its budget…
@@ -20,16 +32,33 @@ pub const WALL_FACTOR: u32 = 20;
 /// …plus this much, before it is interrupted whatever its CPU use.
 pub const WALL_GRACE: Duration = Duration::from_secs(1);
 
-/// The time before the first tick counts as CPU time, up to this much (a
-/// tick or two; more means the thread was waiting for a core).
+/// The first segment of a call counts as CPU time up to this much (a tick
+/// or two; more means the thread was waiting for a core).
 const PRE_BASELINE_CAP: Duration = Duration::from_millis(2);
+
+/// Marks "no resume recorded since the last tick".
+const NOT_RESUMED: u64 = u64::MAX;
+
+/// What the epoch callback should do on a tick.
+pub enum Tick {
+    /// The budget is spent: trap.
+    Interrupt,
+    /// Let the thread's other tasks run, then resume the call; the future
+    /// records where the next segment starts.
+    Yield(Pin<Box<dyn Future<Output = ()> + Send>>),
+}
 
 /// The budget of the call in progress on a store.
 #[derive(Debug, Clone)]
 pub struct CallClock {
     started: Instant,
     budget: Duration,
-    baseline: Option<(Duration, Instant)>,
+    /// CPU time of the segments that ended so far.
+    used: Duration,
+    /// The thread CPU time at the start of the running segment, in
+    /// nanoseconds, written by the resume hook; [`NOT_RESUMED`] in the first
+    /// segment.
+    resumed_at: Arc<AtomicU64>,
 }
 
 impl Default for CallClock {
@@ -37,7 +66,8 @@ impl Default for CallClock {
         Self {
             started: Instant::now(),
             budget: Duration::ZERO,
-            baseline: None,
+            used: Duration::ZERO,
+            resumed_at: Arc::new(AtomicU64::new(NOT_RESUMED)),
         }
     }
 }
@@ -45,32 +75,46 @@ impl Default for CallClock {
 impl CallClock {
     /// A call with `budget` of CPU time starts now.
     pub fn start(&mut self, budget: Duration) {
-        *self = Self {
-            started: Instant::now(),
-            budget,
-            baseline: None,
-        };
+        self.started = Instant::now();
+        self.budget = budget;
+        self.used = Duration::ZERO;
+        self.resumed_at.store(NOT_RESUMED, Ordering::Relaxed);
     }
 
-    /// Called on each epoch tick during the call: true once the budget is spent.
-    pub fn spent(&mut self) -> bool {
+    /// Called on each epoch tick during the call: ends the running segment
+    /// and says whether to interrupt or yield.
+    pub fn tick(&mut self) -> Tick {
+        if self.end_segment() {
+            return Tick::Interrupt;
+        }
+        let resumed_at = self.resumed_at.clone();
+        Tick::Yield(Box::pin(async move {
+            tokio::task::yield_now().await;
+            // This runs on the thread the guest resumes on, just before it does.
+            resumed_at.store(nanos(thread_cpu_time()), Ordering::Relaxed);
+        }))
+    }
+
+    /// Adds the running segment to the call's CPU time: true once the
+    /// budget (or the wall-clock backstop) is spent.
+    fn end_segment(&mut self) -> bool {
         let now = Instant::now();
-        let wall = now.duration_since(self.started);
-        if wall >= self.budget.saturating_mul(WALL_FACTOR) + WALL_GRACE {
+        if now.duration_since(self.started) >= self.budget.saturating_mul(WALL_FACTOR) + WALL_GRACE
+        {
             return true;
         }
-        let cpu_now = thread_cpu_time();
-        match self.baseline {
-            None => {
-                self.baseline = Some((cpu_now, now));
-                false
-            }
-            Some((cpu_then, then)) => {
-                let before_baseline = then.duration_since(self.started).min(PRE_BASELINE_CAP);
-                cpu_now.saturating_sub(cpu_then) + before_baseline >= self.budget
-            }
-        }
+        let resumed_at = self.resumed_at.swap(NOT_RESUMED, Ordering::Relaxed);
+        self.used += if resumed_at == NOT_RESUMED {
+            now.duration_since(self.started).min(PRE_BASELINE_CAP)
+        } else {
+            thread_cpu_time().saturating_sub(Duration::from_nanos(resumed_at))
+        };
+        self.used >= self.budget
     }
+}
+
+fn nanos(time: Duration) -> u64 {
+    u64::try_from(time.as_nanos()).unwrap_or(NOT_RESUMED - 1)
 }
 
 /// CPU time the calling thread has used.
@@ -94,18 +138,67 @@ fn thread_cpu_time() -> Duration {
 mod tests {
     use super::*;
 
+    fn spin(cpu: Duration) {
+        let before = thread_cpu_time();
+        while thread_cpu_time() - before < cpu {
+            std::hint::black_box(0u64.wrapping_add(1));
+        }
+    }
+
+    /// Ticks; on a yield, runs `meanwhile` (the thread's other tasks) and
+    /// then resumes the call. True when the tick interrupted.
+    fn tick(clock: &mut CallClock, meanwhile: impl FnOnce()) -> bool {
+        match clock.tick() {
+            Tick::Interrupt => true,
+            Tick::Yield(resume) => {
+                meanwhile();
+                tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .expect("a runtime")
+                    .block_on(resume);
+                false
+            }
+        }
+    }
+
     #[test]
     fn a_busy_call_spends_its_budget_and_a_sleeping_one_does_not() {
         let mut clock = CallClock::default();
         clock.start(Duration::from_millis(20));
-        assert!(!clock.spent(), "the first tick only takes the baseline");
+        assert!(
+            !tick(&mut clock, || ()),
+            "the first segment counts at most 2 ms"
+        );
         std::thread::sleep(Duration::from_millis(60));
-        assert!(!clock.spent(), "waiting for a core is not the guest's time");
-        let cpu_before = thread_cpu_time();
-        while thread_cpu_time() - cpu_before < Duration::from_millis(25) {
-            std::hint::black_box(0u64.wrapping_add(1));
+        assert!(
+            !tick(&mut clock, || ()),
+            "waiting for a core is not the guest's time"
+        );
+        spin(Duration::from_millis(25));
+        assert!(
+            tick(&mut clock, || ()),
+            "25 ms of CPU exceeds a 20 ms budget"
+        );
+    }
+
+    #[test]
+    fn other_tasks_run_while_the_call_is_parked_are_not_charged_to_it() {
+        let mut clock = CallClock::default();
+        clock.start(Duration::from_millis(20));
+        for _ in 0..5 {
+            // 5 × 10 ms of the thread's other work between the call's segments.
+            assert!(!tick(&mut clock, || spin(Duration::from_millis(10))));
         }
-        assert!(clock.spent(), "25 ms of CPU exceeds a 20 ms budget");
+        spin(Duration::from_millis(12));
+        assert!(
+            !tick(&mut clock, || ()),
+            "12 ms of the guest's own CPU is within 20 ms"
+        );
+        spin(Duration::from_millis(12));
+        assert!(
+            tick(&mut clock, || ()),
+            "its segments add up: 24 ms is over 20 ms"
+        );
     }
 
     #[test]
@@ -113,6 +206,6 @@ mod tests {
         let mut clock = CallClock::default();
         clock.start(Duration::from_millis(1));
         std::thread::sleep(WALL_GRACE + Duration::from_millis(30));
-        assert!(clock.spent());
+        assert!(tick(&mut clock, || ()));
     }
 }

@@ -30,6 +30,7 @@ use bindings::{
     AttemptInfo, AttemptOutcome, KafkaRecord, RecordRef, RetryDecision, TransformOutcome,
 };
 pub use cache::{CacheOutcome, CompileCache};
+use clock::Tick;
 pub use plan::{GuestPlan, LaneGuests};
 use state::GuestState;
 use ticker::EpochTicker;
@@ -473,14 +474,13 @@ impl PreparedGuest {
         let state = GuestState::new(self.connector.clone(), self.limits.max_memory_bytes);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state.limits());
-        // Checked on every epoch tick of a call that outlives one. The call
-        // never yields, so it stays on one thread and that thread's CPU
-        // clock measures the guest.
+        // On every epoch tick of a call that outlives one: interrupt once
+        // its CPU budget is spent, otherwise yield so the lanes sharing this
+        // thread run (the clock charges only the guest's own segments).
         store.epoch_deadline_callback(|mut ctx| {
-            Ok(if ctx.data_mut().call_clock().spent() {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Continue(1)
+            Ok(match ctx.data_mut().call_clock().tick() {
+                Tick::Interrupt => UpdateDeadline::Interrupt,
+                Tick::Yield(resume) => UpdateDeadline::YieldCustom(1, resume),
             })
         });
         let _ticking = self.ticker.call();

@@ -24,6 +24,7 @@ pub mod egress;
 pub mod paths;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use client_properties::{Client, ClientPolicy, Inherit, OverridePolicy, PropertyRefusal};
 pub use egress::{EgressPolicy, EgressRefusal};
@@ -101,6 +102,41 @@ pub struct Policy {
     pub egress: Arc<EgressPolicy>,
     /// `server.guests.dirs`: where `guest.path` may point from REST.
     pub guests: AllowedDirs,
+    /// The most a connector may give its guest.
+    pub guest_caps: GuestCaps,
+}
+
+/// The most CPU time and memory any connector may give its guest
+/// (`server.guests.max_*`). Guest calls yield to other lanes while they
+/// run, so a budget costs other connectors only their share of the CPU;
+/// these caps bound that share and how long a stuck guest holds its own
+/// records before it is interrupted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestCaps {
+    /// `server.guests.max_init_ms`: the longest `guest.timeout.init.ms`.
+    pub init: Duration,
+    /// `server.guests.max_call_ms`: the longest `guest.timeout.transform.ms`
+    /// and `guest.timeout.decide.ms`.
+    pub call: Duration,
+    /// `server.guests.max_memory_mb`: the largest `guest.memory.max.mb`, in MiB.
+    pub memory_mb: usize,
+}
+
+impl GuestCaps {
+    /// The most an operator may raise `max_init_ms` and `max_call_ms` to.
+    pub const CEILING_MS: u64 = 60_000;
+    /// The most an operator may raise `max_memory_mb` to.
+    pub const CEILING_MB: usize = 1024;
+}
+
+impl Default for GuestCaps {
+    fn default() -> Self {
+        Self {
+            init: Duration::from_secs(10),
+            call: Duration::from_secs(1),
+            memory_mb: 256,
+        }
+    }
 }
 
 impl Default for Policy {
@@ -113,6 +149,7 @@ impl Default for Policy {
             secrets: SecretPolicy::default(),
             egress: Arc::new(EgressPolicy::default()),
             guests: AllowedDirs::none(GUEST_DIRS),
+            guest_caps: GuestCaps::default(),
         }
     }
 }
