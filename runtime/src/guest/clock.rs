@@ -4,12 +4,18 @@
 //! A wall-clock deadline cuts a healthy call short whenever the machine is
 //! busy (a 10 ms `decide` budget is easily exceeded by a thread waiting for
 //! a core). So a call is interrupted when it has *used* its budget of CPU
-//! time, or when it has run for [`WALL_FACTOR`] times its budget plus
-//! [`WALL_GRACE`] in wall-clock time, whichever comes first.
+//! time, or when it has been runnable for [`WALL_FACTOR`] times its budget
+//! plus [`WALL_GRACE`] in wall-clock time (not counting the time it spent
+//! parked by its own yields), whichever comes first.
 //!
 //! A call that outlives an epoch tick yields to its thread's other work on
 //! every tick (lanes of every connector share a few threads, so a guest
-//! spinning to its budget must not freeze them). The call's CPU time is
+//! spinning to its budget must not freeze them). A `transform` or `decide`
+//! call runs in the background from then on ([`Pace::Background`]): it
+//! runs until the next tick and then pauses for [`BACKGROUND_PAUSE`], so a
+//! long call gets a fraction of a core (measured: 10-20% on an idle
+//! machine) and the lanes it shares a machine with keep theirs. `init` runs at full pace: it runs once per instance, and a
+//! connector waits for it. The call's CPU time is
 //! therefore the sum of its running *segments*: each segment starts when
 //! the call resumes after a yield (the resume hook reads the thread's CPU
 //! clock on the thread the guest resumes on) and ends at the next tick.
@@ -36,6 +42,19 @@ pub const WALL_GRACE: Duration = Duration::from_secs(1);
 /// or two; more means the thread was waiting for a core).
 const PRE_BASELINE_CAP: Duration = Duration::from_millis(2);
 
+/// How long a background call pauses after each segment it ran.
+pub const BACKGROUND_PAUSE: Duration = Duration::from_millis(1);
+
+/// How a call that outlives a tick shares its thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// Yields on every tick and resumes as soon as the thread is free.
+    Full,
+    /// Runs until the next tick, then yields and pauses for
+    /// [`BACKGROUND_PAUSE`].
+    Background,
+}
+
 /// Marks "no resume recorded since the last tick".
 const NOT_RESUMED: u64 = u64::MAX;
 
@@ -53,12 +72,17 @@ pub enum Tick {
 pub struct CallClock {
     started: Instant,
     budget: Duration,
+    pace: Pace,
     /// CPU time of the segments that ended so far.
     used: Duration,
     /// The thread CPU time at the start of the running segment, in
     /// nanoseconds, written by the resume hook; [`NOT_RESUMED`] in the first
     /// segment.
     resumed_at: Arc<AtomicU64>,
+    /// Nanoseconds the call spent parked by its yields: not counted by the
+    /// wall-clock backstop either, which is for a call that is runnable
+    /// but never gets a core.
+    parked: Arc<AtomicU64>,
 }
 
 impl Default for CallClock {
@@ -66,19 +90,23 @@ impl Default for CallClock {
         Self {
             started: Instant::now(),
             budget: Duration::ZERO,
+            pace: Pace::Full,
             used: Duration::ZERO,
             resumed_at: Arc::new(AtomicU64::new(NOT_RESUMED)),
+            parked: Arc::new(AtomicU64::new(0)),
         }
     }
 }
 
 impl CallClock {
     /// A call with `budget` of CPU time starts now.
-    pub fn start(&mut self, budget: Duration) {
+    pub fn start(&mut self, budget: Duration, pace: Pace) {
         self.started = Instant::now();
         self.budget = budget;
+        self.pace = pace;
         self.used = Duration::ZERO;
         self.resumed_at.store(NOT_RESUMED, Ordering::Relaxed);
+        self.parked.store(0, Ordering::Relaxed);
     }
 
     /// Called on each epoch tick during the call: ends the running segment
@@ -88,8 +116,15 @@ impl CallClock {
             return Tick::Interrupt;
         }
         let resumed_at = self.resumed_at.clone();
+        let parked = self.parked.clone();
+        let pace = self.pace;
+        let parking = Instant::now();
         Tick::Yield(Box::pin(async move {
-            tokio::task::yield_now().await;
+            match pace {
+                Pace::Full => tokio::task::yield_now().await,
+                Pace::Background => tokio::time::sleep(BACKGROUND_PAUSE).await,
+            }
+            parked.fetch_add(nanos(parking.elapsed()), Ordering::Relaxed);
             // This runs on the thread the guest resumes on, just before it does.
             resumed_at.store(nanos(thread_cpu_time()), Ordering::Relaxed);
         }))
@@ -99,8 +134,9 @@ impl CallClock {
     /// budget (or the wall-clock backstop) is spent.
     fn end_segment(&mut self) -> bool {
         let now = Instant::now();
-        if now.duration_since(self.started) >= self.budget.saturating_mul(WALL_FACTOR) + WALL_GRACE
-        {
+        let parked = Duration::from_nanos(self.parked.load(Ordering::Relaxed));
+        let runnable = now.duration_since(self.started).saturating_sub(parked);
+        if runnable >= self.budget.saturating_mul(WALL_FACTOR) + WALL_GRACE {
             return true;
         }
         let resumed_at = self.resumed_at.swap(NOT_RESUMED, Ordering::Relaxed);
@@ -153,6 +189,7 @@ mod tests {
             Tick::Yield(resume) => {
                 meanwhile();
                 tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
                     .build()
                     .expect("a runtime")
                     .block_on(resume);
@@ -164,7 +201,7 @@ mod tests {
     #[test]
     fn a_busy_call_spends_its_budget_and_a_sleeping_one_does_not() {
         let mut clock = CallClock::default();
-        clock.start(Duration::from_millis(20));
+        clock.start(Duration::from_millis(20), Pace::Full);
         assert!(
             !tick(&mut clock, || ()),
             "the first segment counts at most 2 ms"
@@ -184,7 +221,7 @@ mod tests {
     #[test]
     fn other_tasks_run_while_the_call_is_parked_are_not_charged_to_it() {
         let mut clock = CallClock::default();
-        clock.start(Duration::from_millis(20));
+        clock.start(Duration::from_millis(20), Pace::Full);
         for _ in 0..5 {
             // 5 × 10 ms of the thread's other work between the call's segments.
             assert!(!tick(&mut clock, || spin(Duration::from_millis(10))));
@@ -202,9 +239,39 @@ mod tests {
     }
 
     #[test]
+    fn a_background_call_pauses_after_each_tick_without_being_charged() {
+        let mut clock = CallClock::default();
+        clock.start(Duration::from_millis(20), Pace::Background);
+        let started = Instant::now();
+        for _ in 0..5 {
+            assert!(!tick(&mut clock, || ()));
+        }
+        assert!(
+            started.elapsed() >= BACKGROUND_PAUSE * 5,
+            "{:?}",
+            started.elapsed()
+        );
+        spin(Duration::from_millis(12));
+        assert!(
+            !tick(&mut clock, || ()),
+            "the pauses are not the guest's time"
+        );
+    }
+
+    #[test]
+    fn time_parked_by_its_own_yields_is_not_counted_by_the_backstop() {
+        let mut clock = CallClock::default();
+        clock.start(Duration::from_millis(1), Pace::Full);
+        // Parked for longer than the backstop (20 × 1 ms + 1 s) in all.
+        let parked = WALL_GRACE + Duration::from_millis(100);
+        assert!(!tick(&mut clock, || std::thread::sleep(parked)));
+        assert!(!tick(&mut clock, || ()), "parked time is not runnable time");
+    }
+
+    #[test]
     fn the_wall_clock_backstop_ends_a_call_that_never_runs() {
         let mut clock = CallClock::default();
-        clock.start(Duration::from_millis(1));
+        clock.start(Duration::from_millis(1), Pace::Full);
         std::thread::sleep(WALL_GRACE + Duration::from_millis(30));
         assert!(tick(&mut clock, || ()));
     }

@@ -30,7 +30,7 @@ use bindings::{
     AttemptInfo, AttemptOutcome, KafkaRecord, RecordRef, RetryDecision, TransformOutcome,
 };
 pub use cache::{CacheOutcome, CompileCache};
-use clock::Tick;
+use clock::{Pace, Tick};
 pub use plan::{GuestPlan, LaneGuests};
 use state::GuestState;
 use ticker::EpochTicker;
@@ -484,7 +484,7 @@ impl PreparedGuest {
             })
         });
         let _ticking = self.ticker.call();
-        arm_deadline(&mut store, self.limits.init_timeout);
+        arm_deadline(&mut store, self.limits.init_timeout, Pace::Full);
         let instance = self
             .pre
             .instantiate_async(&mut store)
@@ -518,8 +518,8 @@ impl PreparedGuest {
     }
 }
 
-fn arm_deadline(store: &mut Store<GuestState>, timeout: Duration) {
-    store.data_mut().call_clock().start(timeout);
+fn arm_deadline(store: &mut Store<GuestState>, timeout: Duration, pace: Pace) {
+    store.data_mut().call_clock().start(timeout, pace);
     store.set_epoch_deadline(1);
 }
 
@@ -535,7 +535,7 @@ pub struct GuestInstance {
 impl GuestInstance {
     async fn init(&mut self, config: &[(String, String)]) -> Result<(), GuestError> {
         let _ticking = self.ticker.call();
-        arm_deadline(&mut self.store, self.limits.init_timeout);
+        arm_deadline(&mut self.store, self.limits.init_timeout, Pace::Full);
         let result = match (&self.transform, &self.retry) {
             (Some(plugin), _) => {
                 plugin
@@ -578,7 +578,11 @@ impl GuestInstance {
             .as_ref()
             .expect("the caller checks has_transform");
         let _ticking = self.ticker.call();
-        arm_deadline(&mut self.store, self.limits.transform_timeout);
+        arm_deadline(
+            &mut self.store,
+            self.limits.transform_timeout,
+            Pace::Background,
+        );
         let outcome = plugin
             .wasmsink_plugin_transformer()
             .call_transform(&mut self.store, record)
@@ -597,7 +601,11 @@ impl GuestInstance {
     ) -> Result<RetryDecision, GuestError> {
         let plugin = self.retry.as_ref().expect("the caller checks has_decide");
         let _ticking = self.ticker.call();
-        arm_deadline(&mut self.store, self.limits.decide_timeout);
+        arm_deadline(
+            &mut self.store,
+            self.limits.decide_timeout,
+            Pace::Background,
+        );
         let decision = plugin
             .wasmsink_plugin_retry_policy()
             .call_decide(&mut self.store, record, outcome, info)
