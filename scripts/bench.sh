@@ -19,6 +19,10 @@
 #                                           half the measured rate
 #   scripts/bench.sh --smoke                CI: 2,000 records, debug build,
 #                                           correctness only (no wrk, no speed)
+#   The isolation scenario runs clean's connector next to a second one whose
+#   guest (test-guests, busy:900) uses 900 ms of its 1 s transform budget on
+#   every record; its target compares its rate with clean's in the same run.
+#
 #   ENVELOPE_WASM=path/json_envelope.wasm   the example guest of envelope-guest
 #                                           (built from guest-examples if unset)
 #   WASMSINK=path/to/wasmsink               benchmark this wasmsink binary instead
@@ -31,7 +35,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ALL_SCENARIOS=(clean partitions-1 value-1k envelope-guest retry-503 slow-5ms connectors-20)
+ALL_SCENARIOS=(clean partitions-1 value-1k envelope-guest retry-503 slow-5ms connectors-20 isolation)
 SMOKE_SCENARIOS=(clean retry-503)
 KEYS=1200
 WRK_CONNECTIONS=12
@@ -282,6 +286,12 @@ write_config() {
             [ -z "$backoff" ] || printf 'retry.backoff.sec = "%s"\n' "$backoff"
             [ -z "$guest_path" ] || printf 'guest.path = "%s"\n' "$guest_path"
         done
+        if [ -n "$busy_guest" ]; then
+            # Never calls back: every record is skipped after its busy spell.
+            printf '\n[connectors.busy]\ntopics = "busy"\n'
+            printf 'callback.request.url = "http://127.0.0.1:%s/busy"\n' "$RECEIVER_PORT"
+            printf 'guest.path = "%s"\nguest.errors = "drop"\nguest.timeout.transform.ms = 1000\n' "$busy_guest"
+        fi
     } >"$dir/wasmsink.toml"
 }
 
@@ -302,9 +312,17 @@ build_envelope_guest() {
     echo target/bench-guests/wasm32-wasip2/release/json_envelope.wasm
 }
 
+# Builds guest-examples' test-guests from this checkout; prints its path.
+build_test_guests() {
+    cargo build --manifest-path guest-examples/Cargo.toml --locked --quiet --release \
+        --target wasm32-wasip2 --target-dir target/bench-guests -p test-guests >&2 ||
+        die "cannot build guest-examples/test-guests"
+    realpath target/bench-guests/wasm32-wasip2/release/test_guests.wasm
+}
+
 # Sets the parameters of scenario $1.
 configure() {
-    topics=1 partitions=12 value_size=256 fail_fraction=0 delay_ms=0 backoff="" guest_path=""
+    topics=1 partitions=12 value_size=256 fail_fraction=0 delay_ms=0 backoff="" guest_path="" busy_guest=""
     case "$1" in
         clean) ;;
         partitions-1) partitions=1 ;;
@@ -316,6 +334,7 @@ configure() {
         retry-503) fail_fraction=0.05 backoff="0.1,0.1,0.1,0.1,0.1" ;;
         slow-5ms) delay_ms=5 ;;
         connectors-20) topics=20 ;;
+        isolation) busy_guest="$(build_test_guests)" ;;
         *) die "unknown scenario $1 (known: ${ALL_SCENARIOS[*]})" ;;
     esac
 }
@@ -348,6 +367,12 @@ start_broker() {
             >>"$dir/topics.log" 2>&1
         TOPIC_LIST+="${TOPIC_LIST:+,}$topic"
     done
+    if [ -n "$busy_guest" ]; then
+        "$TANSU_BIN" topic create --broker "tcp://127.0.0.1:$BROKER_PORT" --partitions 1 busy >>"$dir/topics.log" 2>&1
+        # Enough busy records to outlast the run (each takes 0.9 s).
+        "$BIN/bench-load" fixed --brokers "127.0.0.1:$BROKER_PORT" --topic busy --value busy:900 --records 1000 \
+            >"$dir/busy-load.log" 2>&1 || die "bench-load fixed failed; see $dir/busy-load.log"
+    fi
 }
 
 # bench-load produce for the scenario's topics, with extra flags "$@",
@@ -384,7 +409,7 @@ launch_wasmsink() {
     LAUNCH_US=${EPOCHREALTIME/./}
     spawn "$dir/wasmsink.log" env RUST_LOG=info "$WASMSINK_BIN" --log-format json run --config "$dir/wasmsink.toml"
     WASMSINK_PID=$SPAWNED
-    wait_for_line "$dir/wasmsink.log" "partitions assigned" 60 "$topics"
+    wait_for_line "$dir/wasmsink.log" "partitions assigned" 60 "$((topics + (${#busy_guest} > 0 ? 1 : 0)))"
     CPU_READY="$(cpu_seconds "$WASMSINK_PID")"
     # "Ready" is, for now, the last connector's "connector running" line;
     # "assigned" adds the consumer-group join.
@@ -463,7 +488,7 @@ finish_scenario() {
     fi
     [ "$LIMIT" = - ] || ratio="$(calc "$RATE / $LIMIT")"
     [ "$OWN_LIMIT" = - ] || own_ratio="$(calc "$RATE / $OWN_LIMIT")" own_cell="$OWN_LIMIT ($own_ratio)"
-    RESULT[$name.ratio]=$ratio RESULT[$name.cpu]=$CPU_US RESULT[$name.rss]=$rss
+    RESULT[$name.rate]=$RATE RESULT[$name.ratio]=$ratio RESULT[$name.cpu]=$CPU_US RESULT[$name.rss]=$rss
     RESULT[$name.ready]=$READY_MS RESULT[$name.p99]=$P99 RESULT[$name.floor_p99]=$FLOOR_P99
     printf 'RESULT scenario=%s records=%s rate=%s/s limit=%s ratio=%s own_limit=%s own_ratio=%s from_start=%s/s cpu_us_per_record=%s peak_rss_mib=%s ready_ms=%s assigned_ms=%s latency_rate=%s/s p50_ms=%s p99_ms=%s floor_p99_ms=%s broker_ack_p99_ms=%s missing=%s duplicates=%s order_violations=%s exit=%s status=%s\n' \
         "$name" "$EXPECTED" "$RATE" "$LIMIT" "$ratio" "$OWN_LIMIT" "$own_ratio" "$FROM_START" "$CPU_US" "$rss" \
@@ -530,6 +555,10 @@ check_targets() {
     if [ -n "${RESULT[envelope-guest.ratio]:-}" ] && [ -n "${RESULT[clean.ratio]:-}" ]; then
         envelope_rate_cost="$(calc "1 - ${RESULT[envelope-guest.ratio]} / ${RESULT[clean.ratio]}")"
     fi
+    local isolation=""
+    if [ -n "${RESULT[isolation.rate]:-}" ] && [ -n "${RESULT[clean.rate]:-}" ]; then
+        isolation="$(calc "${RESULT[clean.rate]} / ${RESULT[isolation.rate]}")"
+    fi
     target "clean: ratio to the physical limit >= 0.40" "${RESULT[clean.ratio]:-}" ge 0.40
     target "clean: wasmsink CPU per record <= 20 us" "${RESULT[clean.cpu]:-}" le 20
     target "clean: p99 produce->deliver at half rate <= 10 ms" "${RESULT[clean.p99]:-}" le 10
@@ -539,6 +568,7 @@ check_targets() {
     target "connectors-20: peak RSS <= 300 MiB" "${RESULT[connectors-20.rss]:-}" le 300
     target "envelope-guest: throughput cost (CPU) <= 0.10" "$envelope_cost" le 0.10
     target "envelope-guest: same, from ratios to limits <= 0.10" "$envelope_rate_cost" le 0.10
+    target "isolation: slowdown next to a busy guest (clean/isolation) <= 1.5" "$isolation" le 1.5
 }
 
 log "results in $OUT; machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -17,6 +17,8 @@
 //!   `[key, value]` pairs;
 //! * `skip`, `invalid`, `fatal`: returns `skip`, `error(invalid-record)`,
 //!   `error(fatal)`;
+//! * `busy:N`: spins for N milliseconds of wall-clock time, then returns
+//!   `skip` (a guest that uses most of its budget on every record);
 //! * `decide-loop`, `decide-panic`: delivers the value, and `decide` for this
 //!   record (remembered by topic/partition/offset in the instance's memory)
 //!   spins for ever or panics;
@@ -102,6 +104,17 @@ impl Transform for TestGuest {
             }
             Some(b"config") => return Ok(Request::deliver().json(&self.config)?.into()),
             Some(b"skip") => return Ok(Action::Skip),
+            Some(value) if value.starts_with(b"busy:") => {
+                let ms = std::str::from_utf8(&value[5..])
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                let until = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+                while std::time::Instant::now() < until {
+                    black_box(0u64);
+                }
+                return Ok(Action::Skip);
+            }
             Some(b"invalid") => {
                 return Err(Error::invalid_record(
                     "test-guests: invalid record requested",

@@ -8,6 +8,8 @@
 //!   consumer: the floor under wasmsink's produce→deliver latency.
 //! - `bench-load sample` prints one record value, for plain load generators
 //!   that must send the same body size.
+//! - `bench-load fixed` produces the same value many times to one
+//!   partition, for scenarios that drive a test guest (`loop`, `panic`).
 
 mod consumer;
 mod producer;
@@ -34,6 +36,21 @@ enum Command {
     Produce(Produce),
     /// Times produce→consume latency with a plain consumer.
     Consume(Consume),
+    /// Produces one value, again and again, to partition 0 of one topic.
+    Fixed {
+        /// Kafka bootstrap servers.
+        #[arg(long)]
+        brokers: String,
+        /// The topic.
+        #[arg(long)]
+        topic: String,
+        /// The value of every record.
+        #[arg(long)]
+        value: String,
+        /// How many records.
+        #[arg(long, default_value_t = 1)]
+        records: u64,
+    },
     /// Prints one record value of the given size.
     Sample {
         /// Size of the value in bytes.
@@ -122,6 +139,26 @@ fn main() -> anyhow::Result<()> {
                 latency.p50_us as f64 / 1e3,
                 latency.p99_us as f64 / 1e3
             );
+            Ok(())
+        }
+        Command::Fixed {
+            brokers,
+            topic,
+            value,
+            records,
+        } => {
+            let mut producer = Producer::new(&brokers, false)?;
+            for seq in 0..records {
+                let placement = wasmsink_bench::record::Placement {
+                    topic: &topic,
+                    partition: 0,
+                    key: format!("fixed/{seq}"),
+                    seq,
+                };
+                producer.send(&placement, value.as_bytes())?;
+            }
+            let (acknowledged, _) = producer.finish(Duration::from_secs(60))?;
+            println!("produced {acknowledged} records of {value:?} to {topic}");
             Ok(())
         }
         Command::Sample { value_size } => {
