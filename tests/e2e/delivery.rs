@@ -193,3 +193,44 @@ async fn request_delay_holds_each_record_until_its_timestamp_plus_the_delay() {
         "partitions were delayed one after the other ({apart:?} apart)"
     );
 }
+
+/// A partition whose record is already due is delivered while another
+/// partition's record waits out its delay: a connector-wide gate (one wait
+/// after another) would hold it behind the waiting one.
+#[tokio::test(flavor = "multi_thread")]
+async fn request_delay_never_holds_up_other_partitions() {
+    let broker = Broker::start();
+    broker.create_topic("late", 2);
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let connectors = format!(
+        "[connectors.c]\ntopics = \"late\"\ncallback.request.url = \"{}\"\nrequest.delay.sec = 6\n",
+        receiver.url("/")
+    );
+    let wasmsink = Wasmsink::start(dir.path(), &config(&broker, &connectors));
+    wasmsink.wait_until_assigned().await;
+    broker.produce("late", 0, None, Some(b"waits"), &[]).await;
+    // p0's record is now waiting for its 6 s.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let produced = std::time::Instant::now();
+    broker
+        .produce_at("late", 1, None, Some(b"due"), &[], Some(now_ms - 60_000))
+        .await;
+    let first = receiver.wait_for(1, PATIENCE).await;
+    assert_eq!(
+        first[0].text(),
+        "due",
+        "the due record waited behind the other partition"
+    );
+    assert!(
+        produced.elapsed() < Duration::from_secs(3),
+        "the due record took {:?}",
+        produced.elapsed()
+    );
+    let both = receiver.wait_for(2, PATIENCE).await;
+    assert_eq!(both[1].text(), "waits");
+}

@@ -91,6 +91,21 @@ impl Broker {
         value: Option<&[u8]>,
         headers: &[(&str, &[u8])],
     ) -> i64 {
+        self.produce_at(topic, partition, key, value, headers, None)
+            .await
+    }
+
+    /// As [`Self::produce`], with the record's timestamp (ms since the
+    /// epoch) when given, instead of the produce time.
+    pub async fn produce_at(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: Option<&str>,
+        value: Option<&[u8]>,
+        headers: &[(&str, &[u8])],
+        timestamp_ms: Option<i64>,
+    ) -> i64 {
         let mut owned = OwnedHeaders::new();
         for (name, value) in headers {
             owned = owned.insert(Header {
@@ -106,6 +121,9 @@ impl Broker {
         }
         if let Some(value) = value {
             record = record.payload(value);
+        }
+        if let Some(timestamp) = timestamp_ms {
+            record = record.timestamp(timestamp);
         }
         let delivery = self
             .producer
