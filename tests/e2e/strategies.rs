@@ -168,24 +168,75 @@ async fn other_statuses_without_a_flag_follow_the_strategy() {
     );
 }
 
+/// A receiver that reads each request and closes the connection without
+/// answering (an I/O error at the sender); the arrival time of each request.
+fn hang_up_receiver() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
+) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = arrivals.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buffer[..n]),
+                }
+            }
+            seen.lock().unwrap().push(std::time::Instant::now());
+        }
+    });
+    (url, arrivals)
+}
+
+/// Transport errors take the stop path: the schedule's attempts, spaced as
+/// it says, then FAILED without committing, so a restart sends the record
+/// again (checked at the receivers, not in the log).
 #[tokio::test(flavor = "multi_thread")]
 async fn transport_errors_retry_then_stop() {
     let broker = Broker::start();
     broker.create_topic("jobs", 1);
     broker
-        .produce("jobs", 0, None, Some(b"unreachable"), &[])
+        .produce("jobs", 0, None, Some(b"unanswered"), &[])
         .await;
     let dir = tempfile::tempdir().unwrap();
-    // Nothing listens on this port: connection refused.
-    let url = format!("http://127.0.0.1:{}/", crate::support::free_port());
-    let connectors = format!(
-        "[connectors.jobs]\ntopics = \"jobs\"\ncallback.request.url = \"{url}\"\nretry.backoff.sec = \"0.2,0.2\"\nexception.strategy = \"DROP_MESSAGE\"\n"
-    );
-    let wasmsink = Wasmsink::start(dir.path(), &config(&broker, &connectors));
+    let (url, arrivals) = hang_up_receiver();
+    let connectors = |url: &str| {
+        format!(
+            "[connectors.jobs]\ntopics = \"jobs\"\ncallback.request.url = \"{url}\"\nretry.backoff.sec = \"0.4,0.4\"\nexception.strategy = \"DROP_MESSAGE\"\n"
+        )
+    };
+    let mut wasmsink = Wasmsink::start(dir.path(), &config(&broker, &connectors(&url)));
     wasmsink.wait_for_log("connector FAILED", PATIENCE).await;
-    let log = wasmsink.log();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let attempts = arrivals.lock().unwrap().clone();
+    assert_spacing(&attempts, &[400, 400]);
     assert!(
-        log.contains("transport error: connect") && log.contains("stopped after 3 attempts"),
-        "{log}"
+        wasmsink.log().contains("transport error"),
+        "{}",
+        wasmsink.log()
     );
+
+    // Past the commit interval, then a restart against a receiver that answers.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wasmsink.kill9();
+    let receiver = Receiver::ok().await;
+    let _again = Wasmsink::start(
+        dir.path(),
+        &config(&broker, &connectors(&receiver.url("/"))),
+    );
+    let requests = receiver.wait_for(1, PATIENCE).await;
+    assert_eq!(
+        requests[0].text(),
+        "unanswered",
+        "the stopped record was committed"
+    );
+    assert_eq!(arrivals.lock().unwrap().len(), 3, "no attempt after FAILED");
 }
