@@ -744,3 +744,96 @@ async fn the_api_serves_https_and_with_a_client_ca_only_to_clients_with_a_certif
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+/// A resolved `${env:}` secret in a running connector's headers, through
+/// retries, a transport error and FAILED, and API keys (the right one and a
+/// wrong one): none of them appears in the log or in the store file.
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_and_api_keys_never_reach_the_log_or_the_store() {
+    const SECRET: &str = "s3cr3t-header-value-7f1e";
+    const KEY: &str = "api-key-9c2b44";
+    const WRONG_KEY: &str = "wrong-key-5d31aa";
+    let broker = Broker::start();
+    broker.create_topic("retried", 1);
+    broker.create_topic("hung-up", 1);
+    broker.produce("retried", 0, None, Some(b"r"), &[]).await;
+    broker.produce("hung-up", 0, None, Some(b"h"), &[]).await;
+    let receiver = Receiver::start(|_| crate::support::please_retry(500)).await;
+    // Reads a request, then closes without answering: a transport error.
+    let hang_up = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hang_up_url = format!("http://{}/", hang_up.local_addr().unwrap());
+    std::thread::spawn(move || {
+        use std::io::Read;
+        for stream in hang_up.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+            let _ = stream.read(&mut [0u8; 8192]);
+        }
+    });
+    let connector = |name: &str, url: &str| {
+        format!(
+            "[connectors.{name}]\ntopics = \"{name}\"\ncallback.request.url = \"{url}\"\n\
+             callback.request.headers = {{ \"X-Token\" = \"${{env:WASMSINK_TEST_LEAK}}\", \"Authorization\" = \"Bearer ${{env:WASMSINK_TEST_LEAK}}\" }}\n\
+             retry.backoff.sec = \"0.1,0.1\"\nexception.strategy = \"PROGRESS_BACK_OFF_STOP_TASK\"\n"
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let connectors =
+        connector("retried", &receiver.url("/r")) + &connector("hung-up", &hang_up_url);
+    let wasmsink = Wasmsink::start_with_env(
+        dir.path(),
+        &config(&broker, &connectors),
+        &[("WASMSINK_TEST_LEAK", SECRET), ("WASMSINK_API_KEYS", KEY)],
+    );
+    let requests = receiver.wait_for(3, PATIENCE).await;
+    assert_eq!(
+        requests[0].header("x-token"),
+        Some(SECRET),
+        "the secret is really sent"
+    );
+    let deadline = Instant::now() + PATIENCE;
+    while wasmsink.log().matches("connector FAILED").count() < 2 {
+        assert!(Instant::now() < deadline, "{}", wasmsink.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wasmsink::install_tls_provider();
+    let client = reqwest::Client::new();
+    for key in [KEY, WRONG_KEY] {
+        for path in ["/connectors/retried/status", "/connectors/hung-up/config"] {
+            client
+                .get(format!("{}{path}", wasmsink.api()))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    // A change, so that the key's use is audited.
+    let status = client
+        .put(format!("{}/connectors/retried/pause", wasmsink.api()))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let log = wasmsink.log();
+    assert!(log.contains("transport error"), "{log}");
+    let mut store = Vec::new();
+    for entry in std::fs::read_dir(dir.path().join("data")).unwrap() {
+        store.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    let store = String::from_utf8_lossy(&store);
+    for (what, value) in [
+        ("the env secret", SECRET),
+        ("the API key", KEY),
+        ("the wrong key", WRONG_KEY),
+    ] {
+        assert!(!log.contains(value), "{what} is in the log");
+        assert!(!store.contains(value), "{what} is in the store");
+    }
+    assert!(
+        store.contains("Audit"),
+        "the pause was audited in the store"
+    );
+}
