@@ -32,4 +32,10 @@ fi
 echo "==> quickstart (the README's one command)"
 cargo run --locked --quiet -p wasmsink -- quickstart > target/quickstart.log 2>&1 || { cat target/quickstart.log; exit 1; }
 tail -n 1 target/quickstart.log
+# The tally the README shows: a run that drops or never retries fails here.
+expected="tally: produced=12 consumed=12 delivered=11 retried=4 dropped=1 dead-lettered=0 skipped=0"
+tail -n 1 target/quickstart.log | grep -qxF "$expected" || {
+    echo "the quickstart's tally is not the README's: $expected" >&2
+    exit 1
+}
 scripts/bench.sh --smoke  # the benchmark harness, correctness only (never speed)
