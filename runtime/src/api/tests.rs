@@ -679,7 +679,10 @@ async fn concurrent_patches_are_all_applied() {
         }
     });
     let statuses = futures::future::join_all(patches).await;
-    assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
     let (_, config) = api.call(Method::GET, "/connectors/r/config", None).await;
     let missing: Vec<&str> = changes
         .iter()
@@ -715,7 +718,11 @@ async fn health_answers_while_a_connector_drains_a_slow_request() {
     .await;
     for name in ["slow", "other"] {
         let (status, _) = api
-            .call(Method::POST, "/connectors", Some(&seed_create(name, &receiver)))
+            .call(
+                Method::POST,
+                "/connectors",
+                Some(&seed_create(name, &receiver)),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED);
     }
@@ -729,7 +736,10 @@ async fn health_answers_while_a_connector_drains_a_slow_request() {
         tokio::spawn(async move { client.put(url).send().await })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!stopping.is_finished(), "the stop waits for the held request");
+    assert!(
+        !stopping.is_finished(),
+        "the stop waits for the held request"
+    );
     for path in [
         "/health",
         "/metrics",
