@@ -8,24 +8,28 @@
 //! plus [`WALL_GRACE`] in wall-clock time (not counting the time it spent
 //! parked by its own yields), whichever comes first.
 //!
-//! A call that outlives an epoch tick yields to its thread's other work on
-//! every tick (lanes of every connector share a few threads, so a guest
-//! spinning to its budget must not freeze them). A `transform` or `decide`
-//! call runs in the background from then on ([`Pace::Background`]): it
-//! runs until the next tick and then pauses for [`BACKGROUND_PAUSE`], so a
-//! long call gets a fraction of a core (measured: 10-20% on an idle
-//! machine) and the lanes it shares a machine with keep theirs. `init` runs at full pace: it runs once per instance, and a
-//! connector waits for it. The call's CPU time is
-//! therefore the sum of its running *segments*: each segment starts when
-//! the call resumes after a yield (the resume hook reads the thread's CPU
-//! clock on the thread the guest resumes on) and ends at the next tick.
-//! CPU time the thread spends on other tasks while the call is parked is
-//! never charged to it.
+//! A call that outlives its first epoch tick yields to its thread's other
+//! work on every later tick (lanes of every connector share a few threads,
+//! so a guest spinning to its budget must not freeze them). A `transform`
+//! or `decide` call runs in the background from then on
+//! ([`Pace::Background`]): it runs until the next tick and then pauses for
+//! [`BACKGROUND_PAUSE`], so a long call gets a tenth to a fifth of a core
+//! on an idle machine and the lanes it shares a machine with keep theirs.
+//! `init` runs at full pace: it runs once per instance, and a connector
+//! waits for it.
+//!
+//! The call's CPU time is therefore the sum of its running *segments*:
+//! each segment starts when the call resumes after a yield (the resume hook
+//! reads the thread's CPU clock on the thread the guest resumes on) and
+//! ends at the next tick. CPU time the thread spends on other tasks while
+//! the call is parked is never charged to it.
 //!
 //! Reading a thread's CPU clock is a system call, so nothing is read when a
 //! call starts: the first segment (call start to first tick) counts as its
-//! wall time capped at [`PRE_BASELINE_CAP`]. Calls shorter than a tick cost
-//! one `Instant::now()` and never yield.
+//! wall time capped at [`PRE_BASELINE_CAP`]. The first tick of a call never
+//! yields (a short call that straddles a tick must not pay for a pause);
+//! yields start with the second. Calls shorter than a tick cost one
+//! `Instant::now()`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -43,7 +47,7 @@ pub const WALL_GRACE: Duration = Duration::from_secs(1);
 const PRE_BASELINE_CAP: Duration = Duration::from_millis(2);
 
 /// How long a background call pauses after each segment it ran.
-pub const BACKGROUND_PAUSE: Duration = Duration::from_millis(1);
+pub const BACKGROUND_PAUSE: Duration = Duration::from_millis(2);
 
 /// How a call that outlives a tick shares its thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +66,9 @@ const NOT_RESUMED: u64 = u64::MAX;
 pub enum Tick {
     /// The budget is spent: trap.
     Interrupt,
+    /// The call's first tick: it may be a short call that straddles the
+    /// tick, so it goes on without yielding.
+    Continue,
     /// Let the thread's other tasks run, then resume the call; the future
     /// records where the next segment starts.
     Yield(Pin<Box<dyn Future<Output = ()> + Send>>),
@@ -112,8 +119,15 @@ impl CallClock {
     /// Called on each epoch tick during the call: ends the running segment
     /// and says whether to interrupt or yield.
     pub fn tick(&mut self) -> Tick {
+        let first = self.resumed_at.load(Ordering::Relaxed) == NOT_RESUMED && self.used.is_zero();
         if self.end_segment() {
             return Tick::Interrupt;
+        }
+        if first {
+            // The next segment starts here, on this thread.
+            self.resumed_at
+                .store(nanos(thread_cpu_time()), Ordering::Relaxed);
+            return Tick::Continue;
         }
         let resumed_at = self.resumed_at.clone();
         let parked = self.parked.clone();
@@ -186,6 +200,10 @@ mod tests {
     fn tick(clock: &mut CallClock, meanwhile: impl FnOnce()) -> bool {
         match clock.tick() {
             Tick::Interrupt => true,
+            Tick::Continue => {
+                meanwhile();
+                false
+            }
             Tick::Yield(resume) => {
                 meanwhile();
                 tokio::runtime::Builder::new_current_thread()
@@ -222,6 +240,7 @@ mod tests {
     fn other_tasks_run_while_the_call_is_parked_are_not_charged_to_it() {
         let mut clock = CallClock::default();
         clock.start(Duration::from_millis(20), Pace::Full);
+        assert!(!tick(&mut clock, || ()), "the first tick goes on");
         for _ in 0..5 {
             // 5 × 10 ms of the thread's other work between the call's segments.
             assert!(!tick(&mut clock, || spin(Duration::from_millis(10))));
@@ -242,6 +261,7 @@ mod tests {
     fn a_background_call_pauses_after_each_tick_without_being_charged() {
         let mut clock = CallClock::default();
         clock.start(Duration::from_millis(20), Pace::Background);
+        assert!(!tick(&mut clock, || ()), "the first tick goes on");
         let started = Instant::now();
         for _ in 0..5 {
             assert!(!tick(&mut clock, || ()));
@@ -262,6 +282,7 @@ mod tests {
     fn time_parked_by_its_own_yields_is_not_counted_by_the_backstop() {
         let mut clock = CallClock::default();
         clock.start(Duration::from_millis(1), Pace::Full);
+        assert!(!tick(&mut clock, || ()), "the first tick goes on");
         // Parked for longer than the backstop (20 × 1 ms + 1 s) in all.
         let parked = WALL_GRACE + Duration::from_millis(100);
         assert!(!tick(&mut clock, || std::thread::sleep(parked)));

@@ -480,6 +480,7 @@ impl PreparedGuest {
         store.epoch_deadline_callback(|mut ctx| {
             Ok(match ctx.data_mut().call_clock().tick() {
                 Tick::Interrupt => UpdateDeadline::Interrupt,
+                Tick::Continue => UpdateDeadline::Continue(1),
                 Tick::Yield(resume) => UpdateDeadline::YieldCustom(1, resume),
             })
         });
