@@ -17,6 +17,8 @@
 //!   `[key, value]` pairs;
 //! * `skip`, `invalid`, `fatal`: returns `skip`, `error(invalid-record)`,
 //!   `error(fatal)`;
+//! * `alloc:N`: allocates and touches N MiB, then delivers the value (a
+//!   guest that needs that much memory);
 //! * `busy:N`: spins for N milliseconds of wall-clock time, then returns
 //!   `skip` (a guest that uses most of its budget on every record);
 //! * `decide-loop`, `decide-panic`: delivers the value, and `decide` for this
@@ -104,6 +106,15 @@ impl Transform for TestGuest {
             }
             Some(b"config") => return Ok(Request::deliver().json(&self.config)?.into()),
             Some(b"skip") => return Ok(Action::Skip),
+            Some(value) if value.starts_with(b"alloc:") => {
+                let mib: usize = std::str::from_utf8(&value[6..])
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                let held = black_box(vec![1u8; mib << 20]);
+                let touched: u64 = held.iter().step_by(4096).map(|b| u64::from(*b)).sum();
+                black_box(touched);
+            }
             Some(value) if value.starts_with(b"busy:") => {
                 let ms = std::str::from_utf8(&value[5..])
                     .ok()

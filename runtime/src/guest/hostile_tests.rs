@@ -122,6 +122,46 @@ async fn a_memory_bomb_hits_the_cap_with_an_out_of_memory_error() {
     assert!(error.to_string().contains("ran out of memory"));
 }
 
+/// The cap a connector sets with `guest.memory.max.mb` is the one applied:
+/// 12 MiB fits under 16 MiB, 20 MiB does not, and the next call (on a fresh
+/// instance) fits again.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_memory_cap_set_by_the_connector_key_is_the_one_applied() {
+    let properties = [
+        ("topics", "t"),
+        ("callback.request.url", "http://127.0.0.1:9/"),
+        ("guest.path", wasmsink_guest_artifacts::TEST_GUESTS),
+        ("guest.memory.max.mb", "16"),
+        ("guest.timeout.transform.ms", "1000"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let config = crate::config::ConnectorConfig::from_properties("mem", &properties).unwrap();
+    let plan = GuestPlan::prepare(
+        &GuestEngine::new().unwrap(),
+        "mem",
+        &config.guest,
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    let mut guests = plan.lane();
+    guests
+        .transform(&record("alloc:12"))
+        .await
+        .expect("12 MiB fits under a 16 MiB cap");
+    let error = guests.transform(&record("alloc:20")).await.unwrap_err();
+    assert!(
+        matches!(error, GuestError::OutOfMemory { .. }),
+        "20 MiB under a 16 MiB cap: {error}"
+    );
+    guests
+        .transform(&record("alloc:12"))
+        .await
+        .expect("the next call runs on a fresh instance");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_panic_is_a_trap_that_carries_the_panic_message() {
     let mut guests = hostile(GuestLimits::default(), &[]).await.unwrap();
