@@ -699,12 +699,15 @@ async fn concurrent_patches_are_all_applied() {
 async fn health_answers_while_a_connector_drains_a_slow_request() {
     let held = Arc::new(tokio::sync::Notify::new());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let receiver = format!("http://{}/hook", listener.local_addr().unwrap());
+    let receiver = format!("http://{}", listener.local_addr().unwrap());
     let arrived = held.clone();
-    let slow = axum::Router::new().fallback(move || {
+    // Both connectors read topic t; only the one being stopped must be held.
+    let slow = axum::Router::new().fallback(move |uri: axum::http::Uri| {
         let arrived = arrived.clone();
         async move {
-            arrived.notify_one();
+            if uri.path() == "/slow" {
+                arrived.notify_one();
+            }
             tokio::time::sleep(Duration::from_secs(20)).await;
             "ok"
         }
@@ -721,7 +724,7 @@ async fn health_answers_while_a_connector_drains_a_slow_request() {
             .call(
                 Method::POST,
                 "/connectors",
-                Some(&seed_create(name, &receiver)),
+                Some(&seed_create(name, &format!("{receiver}/{name}"))),
             )
             .await;
         assert_eq!(status, StatusCode::CREATED);
@@ -729,7 +732,7 @@ async fn health_answers_while_a_connector_drains_a_slow_request() {
     api.produce("{}").await;
     tokio::time::timeout(Duration::from_secs(15), held.notified())
         .await
-        .expect("the record reaches the receiver");
+        .expect("the stopped connector's record reaches the receiver");
     let stopping = {
         let client = api.client.clone();
         let url = format!("{}/connectors/slow/stop", api.base);
