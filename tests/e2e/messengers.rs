@@ -239,18 +239,7 @@ async fn dead_letters_go_through_a_messenger_to_another_cluster() {
     source
         .produce("orders", 0, Some("k"), Some(b"bad"), &[])
         .await;
-    let deadline = Instant::now() + PATIENCE;
-    let trace = loop {
-        let (_, status) = call(api, Method::GET, "/connectors/orders-sink/status", None).await;
-        if status["connector"]["state"] == "FAILED" {
-            break status["connector"]["trace"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-        }
-        assert!(Instant::now() < deadline, "never FAILED: {status}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let trace = crate::support::wait_for_failed(api, "orders-sink").await;
     assert!(
         trace.contains("errors.deadletterqueue.messenger"),
         "{trace}"

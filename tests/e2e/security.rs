@@ -394,18 +394,7 @@ async fn callbacks_never_reach_metadata_addresses_or_addresses_the_operator_refu
     let (status, answer) = call(api, Method::POST, "/connectors", Some(body)).await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
     broker.produce("t", 0, None, Some(b"{}"), &[]).await;
-    let deadline = Instant::now() + PATIENCE;
-    let trace = loop {
-        let (_, status) = call(api, Method::GET, "/connectors/by-name/status", None).await;
-        if status["connector"]["state"] == "FAILED" {
-            break status["connector"]["trace"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-        }
-        assert!(Instant::now() < deadline, "never FAILED: {status}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let trace = crate::support::wait_for_failed(api, "by-name").await;
     assert!(trace.contains("egress policy"), "{trace}");
     assert!(
         receiver.requests().is_empty(),

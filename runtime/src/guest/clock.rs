@@ -80,6 +80,8 @@ pub struct CallClock {
     started: Instant,
     budget: Duration,
     pace: Pace,
+    /// Whether the call has seen a tick yet (its first never yields).
+    ticked: bool,
     /// CPU time of the segments that ended so far.
     used: Duration,
     /// The thread CPU time at the start of the running segment, in
@@ -98,6 +100,7 @@ impl Default for CallClock {
             started: Instant::now(),
             budget: Duration::ZERO,
             pace: Pace::Full,
+            ticked: false,
             used: Duration::ZERO,
             resumed_at: Arc::new(AtomicU64::new(NOT_RESUMED)),
             parked: Arc::new(AtomicU64::new(0)),
@@ -111,19 +114,19 @@ impl CallClock {
         self.started = Instant::now();
         self.budget = budget;
         self.pace = pace;
+        self.ticked = false;
         self.used = Duration::ZERO;
         self.resumed_at.store(NOT_RESUMED, Ordering::Relaxed);
         self.parked.store(0, Ordering::Relaxed);
     }
 
     /// Called on each epoch tick during the call: ends the running segment
-    /// and says whether to interrupt or yield.
+    /// and says whether to interrupt, go on (the first tick) or yield.
     pub fn tick(&mut self) -> Tick {
-        let first = self.resumed_at.load(Ordering::Relaxed) == NOT_RESUMED && self.used.is_zero();
         if self.end_segment() {
             return Tick::Interrupt;
         }
-        if first {
+        if !std::mem::replace(&mut self.ticked, true) {
             // The next segment starts here, on this thread.
             self.resumed_at
                 .store(nanos(thread_cpu_time()), Ordering::Relaxed);

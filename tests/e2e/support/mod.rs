@@ -40,6 +40,32 @@ pub async fn call(
     )
 }
 
+/// Polls connector `name`'s status at `api` until it is FAILED (within
+/// [`PATIENCE`]) and returns its trace.
+pub async fn wait_for_failed(api: &str, name: &str) -> String {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let (_, status) = call(
+            api,
+            Method::GET,
+            &format!("/connectors/{name}/status"),
+            None,
+        )
+        .await;
+        if status["connector"]["state"] == "FAILED" {
+            return status["connector"]["trace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never FAILED: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
