@@ -313,3 +313,185 @@ async fn a_partition_handed_back_mid_attempt_keeps_flowing() {
         .wait_for_distinct(5 * PARTITIONS as usize, PATIENCE * 2)
         .await;
 }
+
+/// The records `{prefix}0..{count}` produced to partition 0 of `topic`.
+async fn produce_numbered(broker: &Broker, topic: &str, prefix: &str, count: usize) {
+    for n in 0..count {
+        broker
+            .produce(topic, 0, None, Some(format!("{prefix}{n}").as_bytes()), &[])
+            .await;
+    }
+}
+
+/// How often each body arrived.
+fn arrivals(receiver: &Receiver) -> BTreeMap<String, usize> {
+    receiver
+        .requests()
+        .iter()
+        .fold(BTreeMap::new(), |mut counts, r| {
+            *counts.entry(r.text()).or_default() += 1;
+            counts
+        })
+}
+
+/// SIGTERM while an attempt is in flight: the attempt finishes, its record
+/// is committed, and a restart never sends it again.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_the_attempt_in_flight_finish_and_a_restart_never_resends_it() {
+    const HOLD: Duration = Duration::from_secs(2);
+    let broker = Broker::start();
+    broker.create_topic("held", 1);
+    produce_numbered(&broker, "held", "h", 5).await;
+    let held_once = std::sync::atomic::AtomicBool::new(false);
+    let receiver = Receiver::start_holding(
+        |_| crate::support::no_retry(),
+        move |r| {
+            if r.body == b"h2" && !held_once.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                HOLD
+            } else {
+                Duration::ZERO
+            }
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let connectors = format!(
+        "[connectors.held]\ntopics = \"held\"\ncallback.request.url = \"{}\"\n",
+        receiver.url("/")
+    );
+    let config = config(&broker, &connectors);
+
+    let mut first = Wasmsink::start(dir.path(), &config);
+    receiver.wait_for_text("h2", PATIENCE).await;
+    let asked = std::time::Instant::now();
+    let status = first.terminate(PATIENCE);
+    assert!(status.success(), "exit status {status:?}\n{}", first.log());
+    assert!(
+        asked.elapsed() >= HOLD - Duration::from_millis(500),
+        "exited after {:?}, before the attempt in flight finished",
+        asked.elapsed()
+    );
+    assert!(
+        !first.log().contains("did not finish in time"),
+        "{}",
+        first.log()
+    );
+
+    let second = Wasmsink::start(dir.path(), &config);
+    second.wait_until_assigned().await;
+    broker.produce("held", 0, None, Some(b"fresh"), &[]).await;
+    receiver.wait_for_text("fresh", PATIENCE).await;
+    receiver
+        .assert_no_more_than(6, Duration::from_secs(1))
+        .await;
+    let counts = arrivals(&receiver);
+    for n in 0..5 {
+        assert_eq!(counts.get(&format!("h{n}")), Some(&1), "h{n}: {counts:?}");
+    }
+}
+
+/// SIGTERM while a record waits for its next attempt: the process exits at
+/// once without retrying it, and the restart sends it first.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_a_back_off_exits_at_once_and_the_restart_retries_the_record() {
+    let broker = Broker::start();
+    broker.create_topic("wait", 1);
+    produce_numbered(&broker, "wait", "w", 4).await;
+    let refused_once = std::sync::atomic::AtomicBool::new(false);
+    let receiver = Receiver::start(move |r| {
+        if r.body == b"w1" && !refused_once.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            crate::support::please_retry(503)
+        } else {
+            crate::support::no_retry()
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let connectors = format!(
+        "[connectors.wait]\ntopics = \"wait\"\ncallback.request.url = \"{}\"\nretry.backoff.sec = \"30\"\n",
+        receiver.url("/")
+    );
+    let config = config(&broker, &connectors);
+
+    let mut first = Wasmsink::start(dir.path(), &config);
+    receiver.wait_for_text("w1", PATIENCE).await;
+    // Well into the 30 s back-off.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let asked = std::time::Instant::now();
+    let status = first.terminate(PATIENCE);
+    assert!(status.success(), "exit status {status:?}\n{}", first.log());
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "a back-off held the exit for {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(
+        arrivals(&receiver),
+        BTreeMap::from([("w0".to_owned(), 1), ("w1".to_owned(), 1)]),
+        "before the exit: w1 retried, or a later record passed it"
+    );
+
+    let _second = Wasmsink::start(dir.path(), &config);
+    receiver.wait_for_text("w3", PATIENCE).await;
+    receiver
+        .assert_no_more_than(5, Duration::from_secs(1))
+        .await;
+    let texts: Vec<String> = receiver.requests().iter().map(|r| r.text()).collect();
+    assert_eq!(texts, ["w0", "w1", "w1", "w2", "w3"]);
+}
+
+/// An attempt that outlasts `shutdown.timeout.sec` does not hold the exit
+/// past it, and stays uncommitted: the restart sends it again.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_attempt_longer_than_the_shutdown_timeout_ends_the_process_in_time() {
+    const TIMEOUT: Duration = Duration::from_secs(2);
+    let broker = Broker::start();
+    broker.create_topic("slow", 1);
+    produce_numbered(&broker, "slow", "s", 3).await;
+    let held_once = std::sync::atomic::AtomicBool::new(false);
+    let receiver = Receiver::start_holding(
+        |_| crate::support::no_retry(),
+        move |r| {
+            if r.body == b"s1" && !held_once.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                Duration::from_secs(120)
+            } else {
+                Duration::ZERO
+            }
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let connectors = format!(
+        "[connectors.slow]\ntopics = \"slow\"\ncallback.request.url = \"{}\"\n",
+        receiver.url("/")
+    );
+    let config = config(&broker, &connectors).replace(
+        "shutdown.timeout.sec = 5",
+        &format!("shutdown.timeout.sec = {}", TIMEOUT.as_secs()),
+    );
+    assert!(config.contains("shutdown.timeout.sec = 2"));
+
+    let mut first = Wasmsink::start(dir.path(), &config);
+    receiver.wait_for_text("s1", PATIENCE).await;
+    let asked = std::time::Instant::now();
+    first.terminate(PATIENCE);
+    let took = asked.elapsed();
+    assert!(
+        took < TIMEOUT + Duration::from_secs(2),
+        "exited {took:?} after SIGTERM with shutdown.timeout.sec = 2\n{}",
+        first.log()
+    );
+    assert!(
+        first.log().contains("did not finish in time"),
+        "{}",
+        first.log()
+    );
+
+    let _second = Wasmsink::start(dir.path(), &config);
+    receiver.wait_for_text("s2", PATIENCE).await;
+    receiver
+        .assert_no_more_than(4, Duration::from_secs(1))
+        .await;
+    let texts: Vec<String> = receiver.requests().iter().map(|r| r.text()).collect();
+    assert_eq!(texts, ["s0", "s1", "s1", "s2"]);
+}

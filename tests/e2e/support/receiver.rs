@@ -150,6 +150,23 @@ impl Receiver {
         }
     }
 
+    /// Waits until a request whose body is `text` has arrived; returns how
+    /// many requests had arrived by then. Panics after `timeout`.
+    pub async fn wait_for_text(&self, text: &str, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let requests = self.requests();
+            if requests.iter().any(|r| r.body == text.as_bytes()) {
+                return requests.len();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no request {text:?} within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until `count` distinct records (by topic, partition and offset)
     /// have arrived, however many times each; panics after `timeout`.
     pub async fn wait_for_distinct(&self, count: usize, timeout: Duration) {
