@@ -472,3 +472,150 @@ async fn a_spinning_guest_does_not_stall_other_connectors() {
         "a dropped record is never sent"
     );
 }
+
+/// Produces `values` in order to partition 0 of `topic`.
+async fn produce_values(broker: &Broker, topic: &str, values: &[&str]) {
+    for value in values {
+        broker
+            .produce(topic, 0, None, Some(value.as_bytes()), &[])
+            .await;
+    }
+}
+
+/// The bodies the receiver got, in arrival order.
+fn bodies(receiver: &Receiver) -> Vec<String> {
+    receiver.requests().iter().map(|r| r.text()).collect()
+}
+
+/// `error(invalid-record)` gives up on that record only (to the dead-letter
+/// topic); `error(fatal)` stops the connector without committing its record,
+/// whatever `guest.errors` says, so a restart meets it again.
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_record_parks_one_record_and_fatal_stops_without_committing() {
+    let broker = Broker::start();
+    broker.create_topic("errs", 1);
+    broker.create_topic("errs-dlq", 1);
+    produce_values(&broker, "errs", &["a", "invalid", "b", "fatal", "c"]).await;
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "guest.path = \"{}\"\nguest.errors = \"drop\"\nerrors.deadletterqueue.topic.name = \"errs-dlq\"\n",
+        wasmsink_guest_artifacts::TEST_GUESTS
+    );
+    let config = config(
+        &broker,
+        &connector("errs", "errs", &receiver.url("/"), &extra),
+    );
+
+    let mut first = Wasmsink::start(dir.path(), &config);
+    first.wait_for_api().await;
+    let trace = crate::support::wait_for_failed(first.api(), "errs").await;
+    assert!(trace.contains("fatal error requested"), "{trace}");
+    receiver
+        .assert_no_more_than(2, Duration::from_millis(500))
+        .await;
+    assert_eq!(bodies(&receiver), ["a", "b"]);
+    let dead = broker.read_exactly("errs-dlq", 1, 1);
+    assert_eq!(dead[0].payload(), Some(&b"invalid"[..]));
+    assert!(first.terminate(PATIENCE).success(), "{}", first.log());
+
+    // The fatal record was not committed: the restart stops on it again,
+    // and nothing past it is ever sent.
+    let second = Wasmsink::start(dir.path(), &config);
+    second.wait_for_api().await;
+    let trace = crate::support::wait_for_failed(second.api(), "errs").await;
+    assert!(trace.contains("fatal error requested"), "{trace}");
+    receiver
+        .assert_no_more_than(2, Duration::from_millis(500))
+        .await;
+    assert!(!bodies(&receiver).contains(&"c".to_owned()));
+}
+
+/// A guest call that fails is tried once more on a fresh instance: a record
+/// that only fails on an instance spoiled by an earlier record is delivered,
+/// and the connector keeps running although `guest.errors = stop`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_call_is_retried_on_a_fresh_instance() {
+    let broker = Broker::start();
+    broker.create_topic("fresh", 1);
+    produce_values(&broker, "fresh", &["a", "poison", "b", "c"]).await;
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "guest.path = \"{}\"\nguest.errors = \"stop\"\n",
+        wasmsink_guest_artifacts::TEST_GUESTS
+    );
+    let wasmsink = Wasmsink::start(
+        dir.path(),
+        &config(
+            &broker,
+            &connector("fresh", "fresh", &receiver.url("/"), &extra),
+        ),
+    );
+    receiver.wait_for(4, PATIENCE).await;
+    receiver
+        .assert_no_more_than(4, Duration::from_millis(500))
+        .await;
+    assert_eq!(bodies(&receiver), ["a", "poison", "b", "c"]);
+    let log = wasmsink.log();
+    assert_eq!(
+        log.matches("trying once more on a fresh instance").count(),
+        1,
+        "{log}"
+    );
+    let (_, status) = crate::support::call(
+        wasmsink.api(),
+        reqwest::Method::GET,
+        "/connectors/fresh/status",
+        None,
+    )
+    .await;
+    assert_eq!(status["connector"]["state"], "RUNNING", "{status}");
+}
+
+/// Five guest failures within 60 s stop the connector even with
+/// `guest.errors = dead-letter`: each `panic` record fails twice (the call
+/// and its retry on a fresh instance), so the first two are dead-lettered
+/// and the third trips the breaker. Neither it nor the record behind it is
+/// sent or committed: after a restart (a fresh count) the third is
+/// dead-lettered and the last one delivered.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_crash_loop_breaker_stops_the_connector_whatever_guest_errors_says() {
+    let broker = Broker::start();
+    broker.create_topic("loop", 1);
+    broker.create_topic("loop-dlq", 1);
+    produce_values(&broker, "loop", &["panic", "panic", "panic", "after"]).await;
+    let receiver = Receiver::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "guest.path = \"{}\"\nguest.errors = \"dead-letter\"\nerrors.deadletterqueue.topic.name = \"loop-dlq\"\n",
+        wasmsink_guest_artifacts::TEST_GUESTS
+    );
+    let config = config(
+        &broker,
+        &connector("loop", "loop", &receiver.url("/"), &extra),
+    );
+
+    let mut first = Wasmsink::start(dir.path(), &config);
+    first.wait_for_api().await;
+    let trace = crate::support::wait_for_failed(first.api(), "loop").await;
+    assert!(trace.contains("failed 5 times within 60s"), "{trace}");
+    assert!(
+        trace.contains("loop/0/2"),
+        "the third record tripped it: {trace}"
+    );
+    receiver
+        .assert_no_more_than(0, Duration::from_millis(500))
+        .await;
+    broker.read_exactly("loop-dlq", 1, 2);
+    assert!(first.terminate(PATIENCE).success(), "{}", first.log());
+
+    let _second = Wasmsink::start(dir.path(), &config);
+    receiver.wait_for(1, PATIENCE).await;
+    receiver
+        .assert_no_more_than(1, Duration::from_millis(500))
+        .await;
+    assert_eq!(bodies(&receiver), ["after"]);
+    // The third panic record is dead-lettered once, after the restart.
+    broker.read_exactly("loop-dlq", 1, 3);
+}

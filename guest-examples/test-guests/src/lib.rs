@@ -21,6 +21,8 @@
 //!   guest that needs that much memory);
 //! * `busy:N`: spins for N milliseconds of wall-clock time, then returns
 //!   `skip` (a guest that uses most of its budget on every record);
+//! * `poison`: delivers the value, and every later `transform` on this
+//!   instance panics (only a fresh instance delivers the next record);
 //! * `decide-loop`, `decide-panic`: delivers the value, and `decide` for this
 //!   record (remembered by topic/partition/offset in the instance's memory)
 //!   spins for ever or panics;
@@ -40,9 +42,11 @@ use wasmsink_guest::log::Level;
 use wasmsink_guest::prelude::*;
 use wasmsink_guest::{RecordRef, TransportError};
 
-/// The guest: its configuration, and the records whose `decide` misbehaves.
+/// The guest: its configuration, whether a `poison` record went through
+/// this instance, and the records whose `decide` misbehaves.
 struct TestGuest {
     config: Vec<(String, String)>,
+    poisoned: bool,
     decide_loop: HashSet<(String, i32, i64)>,
     decide_panic: HashSet<(String, i32, i64)>,
 }
@@ -57,6 +61,7 @@ impl Guest for TestGuest {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            poisoned: false,
             decide_loop: HashSet::new(),
             decide_panic: HashSet::new(),
         })
@@ -70,6 +75,9 @@ impl Transform for TestGuest {
             record.partition(),
             record.offset(),
         );
+        if self.poisoned {
+            panic!("test-guests: this instance was poisoned before record {id:?}");
+        }
         match record.value() {
             Some(b"loop") => spin(),
             Some(b"alloc") => {
@@ -132,6 +140,7 @@ impl Transform for TestGuest {
                 ));
             }
             Some(b"fatal") => return Err(Error::fatal("test-guests: fatal error requested")),
+            Some(b"poison") => self.poisoned = true,
             Some(b"decide-loop") => _ = self.decide_loop.insert(id),
             Some(b"decide-panic") => _ = self.decide_panic.insert(id),
             _ => {}

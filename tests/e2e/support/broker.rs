@@ -137,6 +137,29 @@ impl Broker {
     /// Reads `expected` records from every partition of `topic`, from the
     /// beginning, without a consumer group.
     pub fn read(&self, topic: &str, partitions: i32, expected: usize) -> Vec<OwnedMessage> {
+        self.read_for(topic, partitions, expected, Duration::ZERO)
+    }
+
+    /// Reads `topic` like [`Broker::read`], then asserts that no record
+    /// beyond the `expected` ones arrives within a second.
+    pub fn read_exactly(&self, topic: &str, partitions: i32, expected: usize) -> Vec<OwnedMessage> {
+        let messages = self.read_for(topic, partitions, expected, Duration::from_secs(1));
+        assert_eq!(
+            messages.len(),
+            expected,
+            "{topic} holds more than {expected} records"
+        );
+        messages
+    }
+
+    /// Reads until `expected` records have arrived, then `linger` longer.
+    fn read_for(
+        &self,
+        topic: &str,
+        partitions: i32,
+        expected: usize,
+        linger: Duration,
+    ) -> Vec<OwnedMessage> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", self.bootstrap())
             .set("group.id", format!("reader-{}", super::free_port()))
@@ -159,6 +182,12 @@ impl Broker {
                 messages.len()
             );
             if let Some(result) = consumer.poll(Duration::from_millis(200)) {
+                messages.push(result.expect("reading").detach());
+            }
+        }
+        let lingering = Instant::now() + linger;
+        while Instant::now() < lingering {
+            if let Some(result) = consumer.poll(Duration::from_millis(100)) {
                 messages.push(result.expect("reading").detach());
             }
         }
