@@ -19,6 +19,14 @@
 #                                           half the measured rate
 #   scripts/bench.sh --smoke                CI: 2,000 records, debug build,
 #                                           correctness only (no wrk, no speed)
+#   scripts/bench.sh --scenario soak --soak-seconds 1200 --soak-rate 5000
+#                                           the soak: a steady rate for that long
+#                                           (600 s at 5,000 records/s by default;
+#                                           20 s at 500 records/s with --smoke)
+#   The soak scenario produces at a steady rate while wasmsink delivers, 1%
+#   of requests answered 503 {"retry":true}; it samples wasmsink's RSS every
+#   few seconds and reports its slope after warm-up in MiB per million
+#   records, with a 95% interval (target: the interval includes zero).
 #   The isolation scenario runs clean's connector next to a second one whose
 #   guest (test-guests, busy:900) uses 900 ms of its 1 s transform budget on
 #   every record; its target compares its rate with clean's in the same run.
@@ -35,8 +43,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ALL_SCENARIOS=(clean partitions-1 value-1k envelope-guest retry-503 slow-5ms connectors-20 isolation)
-SMOKE_SCENARIOS=(clean retry-503)
+ALL_SCENARIOS=(clean partitions-1 value-1k envelope-guest retry-503 slow-5ms connectors-20 isolation soak)
+SMOKE_SCENARIOS=(clean retry-503 soak)
 KEYS=1200
 WRK_CONNECTIONS=12
 STALL_SECONDS=60
@@ -46,13 +54,15 @@ usage() {
     echo "Scenarios: ${ALL_SCENARIOS[*]}"
 }
 
-smoke=0 perf=0 records="" wrk_seconds=5 latency_seconds=10 latency_rate="" scenarios=() kafka_properties=()
+smoke=0 perf=0 records="" soak_seconds="" soak_rate="" wrk_seconds=5 latency_seconds=10 latency_rate="" scenarios=() kafka_properties=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --smoke) smoke=1 ;;
         --perf) perf=1 ;;
         --scenario) scenarios+=("${2:?--scenario needs a name}"); shift ;;
         --records) records="${2:?--records needs a number}"; shift ;;
+        --soak-seconds) soak_seconds="${2:?--soak-seconds needs a number}"; shift ;;
+        --soak-rate) soak_rate="${2:?--soak-rate needs a number}"; shift ;;
         --kafka) kafka_properties+=("${2:?--kafka needs KEY=VALUE}"); shift ;;
         --wrk-seconds) wrk_seconds="${2:?}"; shift ;;
         --latency-seconds) latency_seconds="${2:?}"; shift ;;
@@ -64,9 +74,11 @@ while [ $# -gt 0 ]; do
 done
 if [ "$smoke" = 1 ]; then
     records="${records:-2000}" profile=debug
+    soak_seconds="${soak_seconds:-20}" soak_rate="${soak_rate:-500}"
     [ ${#scenarios[@]} -gt 0 ] || scenarios=("${SMOKE_SCENARIOS[@]}")
 else
     records="${records:-100000}" profile=release
+    soak_seconds="${soak_seconds:-600}" soak_rate="${soak_rate:-5000}"
     [ ${#scenarios[@]} -gt 0 ] || scenarios=("${ALL_SCENARIOS[@]}")
 fi
 
@@ -335,6 +347,7 @@ configure() {
         slow-5ms) delay_ms=5 ;;
         connectors-20) topics=20 ;;
         isolation) busy_guest="$(build_test_guests)" ;;
+        soak) fail_fraction=0.01 backoff="0.1,0.1,0.1,0.1,0.1" ;;
         *) die "unknown scenario $1 (known: ${ALL_SCENARIOS[*]})" ;;
     esac
 }
@@ -511,6 +524,10 @@ run_scenario() {
     configure "$name"
     dir="$OUT/$name"
     mkdir -p "$dir"
+    if [ "$name" = soak ]; then
+        run_soak
+        return
+    fi
     log "$name: broker, $topics topic(s) x $partitions partition(s), $records records of $value_size bytes"
     start_broker
     load fill --records "$records"
@@ -527,6 +544,88 @@ run_scenario() {
     measure_latency
     [ -z "$WAIT_ERROR" ] || { fail_scenario "$name" "$WAIT_ERROR"; return; }
     finish_scenario
+}
+
+# RSS (MiB) against records delivered (millions) after the warm-up (the
+# first quarter of the run) in $1, lines "seconds rss_kib delivered": prints
+# "slope half_width first_mib last_mib", the least-squares slope in MiB per
+# million records with its 95% half-width (1.96 standard errors; samples are
+# autocorrelated, so the interval is if anything too narrow), and the mean
+# RSS of the first and the last fifth of the samples after warm-up.
+rss_slope() {
+    awk -v warm="$2" '
+        $1 >= warm { n++; x[n] = $3 / 1e6; y[n] = $2 / 1024 }
+        END {
+            if (n < 3) { print "- - - -"; exit }
+            for (i = 1; i <= n; i++) { sx += x[i]; sy += y[i] }
+            mx = sx / n; my = sy / n
+            for (i = 1; i <= n; i++) { sxx += (x[i] - mx) ^ 2; sxy += (x[i] - mx) * (y[i] - my) }
+            if (sxx == 0) { print "- - - -"; exit }
+            b = sxy / sxx; a = my - b * mx
+            for (i = 1; i <= n; i++) { r += (y[i] - a - b * x[i]) ^ 2 }
+            se = sqrt(r / (n - 2) / sxx)
+            k = int(n / 5); if (k < 1) k = 1
+            for (i = 1; i <= k; i++) { first += y[i]; last += y[n - k + i] }
+            printf "%.2f %.2f %.1f %.1f\n", b, 1.96 * se, first / k, last / k
+        }' "$1"
+}
+
+# The soak: records produced at $soak_rate for $soak_seconds while wasmsink
+# delivers them, RSS sampled throughout; its own RESULT line and table.
+run_soak() {
+    local total sample_every warm started now rss delivered producer_pid slope half first last
+    local missing duplicates order exit_status peak verdict=OK
+    total=$((soak_rate * soak_seconds))
+    sample_every=$((soak_seconds >= 120 ? 5 : 1)) warm=$((soak_seconds / 4))
+    log "$name: broker, 1 topic x $partitions partitions; $total records at $soak_rate/s for $soak_seconds s"
+    start_broker
+    start_receiver "$dir/receiver.log" --fail-fraction "$fail_fraction" --delay-ms "$delay_ms"
+    write_config
+    launch_wasmsink
+    spawn "$dir/soak-load.log" "$BIN/bench-load" produce --brokers "127.0.0.1:$BROKER_PORT" --topics "$TOPIC_LIST" \
+        --partitions "$partitions" --keys "$KEYS" --value-size "$value_size" --records "$total" --rate "$soak_rate"
+    producer_pid=$SPAWNED
+    started=${EPOCHREALTIME/./}
+    : >"$dir/rss.tsv"
+    while kill -0 "$producer_pid" 2>/dev/null; do
+        kill -0 "$WASMSINK_PID" 2>/dev/null || { fail_scenario "$name" "wasmsink exited"; return; }
+        if grep -q '"connector FAILED' "$dir/wasmsink.log"; then
+            fail_scenario "$name" "a connector failed"; return
+        fi
+        now=${EPOCHREALTIME/./}
+        rss="$(awk '/^VmRSS/ { print $2 }' "/proc/$WASMSINK_PID/status")"
+        delivered="$(field distinct "$(receiver_stats "$RECEIVER_PORT")")"
+        printf '%s %s %s\n' "$(((now - started) / 1000000))" "$rss" "$delivered" >>"$dir/rss.tsv"
+        sleep "$sample_every"
+    done
+    wait "$producer_pid" || { fail_scenario "$name" "bench-load failed (see $dir/soak-load.log)"; return; }
+    log "$name: $(cat "$dir/soak-load.log")"
+    wait_for_records "$RECEIVER_PORT" "$total" "$WASMSINK_PID"
+    [ -z "$WAIT_ERROR" ] || { fail_scenario "$name" "$WAIT_ERROR"; return; }
+    read -r slope half first last <<<"$(rss_slope "$dir/rss.tsv" "$warm")"
+    peak="$(peak_rss_mib "$WASMSINK_PID")"
+    stop "$WASMSINK_PID"
+    exit_status=$STOP_STATUS
+    STATS="$(receiver_stats "$RECEIVER_PORT")"
+    printf '%s\n' "$STATS" >"$dir/stats.json"
+    stop_all
+    missing=$((total - $(field distinct "$STATS")))
+    duplicates="$(field duplicates "$STATS")" order="$(field order_violations "$STATS")"
+    # 1% of attempts are refused and retried: a retry is not a duplicate,
+    # but a record delivered twice is.
+    if [ "$missing" != 0 ] || [ "$duplicates" != 0 ] || [ "$order" != 0 ] || [ "$exit_status" != 0 ]; then
+        verdict=FAILED FAILED=1
+    fi
+    RESULT[$name.slope]=$slope RESULT[$name.slope_low]="$( [ "$slope" = - ] && echo - || calc "$slope - $half")"
+    printf 'RESULT scenario=%s records=%s rate=%s/s seconds=%s warm_up_s=%s rss_slope_mib_per_million=%s ci95=%s rss_after_warm_up_mib=%s rss_at_end_mib=%s peak_rss_mib=%s missing=%s duplicates=%s order_violations=%s exit=%s status=%s\n' \
+        "$name" "$total" "$soak_rate" "$soak_seconds" "$warm" "$slope" "$half" "$first" "$last" "$peak" \
+        "$missing" "$duplicates" "$order" "$exit_status" "$verdict" | tee -a "$OUT/summary.txt"
+    {
+        printf '\n| soak | records | rate/s | seconds | RSS after warm-up MiB | RSS at end MiB | slope MiB per million records (95%%) | peak RSS MiB | result |\n'
+        printf '|---|---|---|---|---|---|---|---|---|\n'
+        printf '| %s | %s | %s | %s | %s | %s | %s ± %s | %s | %s |\n' "$name" "$total" "$soak_rate" "$soak_seconds" \
+            "$first" "$last" "$slope" "$half" "$peak" "$verdict"
+    } >>"$OUT/soak.md"
 }
 
 # Prints whether target "$1" holds: value $2, comparison $3 (le or ge), bound $4.
@@ -569,6 +668,8 @@ check_targets() {
     target "envelope-guest: throughput cost (CPU) <= 0.10" "$envelope_cost" le 0.10
     target "envelope-guest: same, from ratios to limits <= 0.10" "$envelope_rate_cost" le 0.10
     target "isolation: slowdown next to a busy guest (clean/isolation) <= 1.5" "$isolation" le 1.5
+    # Indistinguishable from zero: the 95% interval of the slope reaches 0.
+    target "soak: RSS slope after warm-up, 95% low end (MiB/M) <= 0" "${RESULT[soak.slope_low]:-}" le 0
 }
 
 log "results in $OUT; machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -577,6 +678,7 @@ for scenario in "${scenarios[@]}"; do
 done
 if [ "$smoke" = 0 ]; then
     check_targets | tee -a "$OUT/summary.txt"
+    [ ! -f "$OUT/soak.md" ] || cat "$OUT/soak.md" >>"$OUT/results.md"
     log "table: $OUT/results.md"
 fi
 if [ "$FAILED" = 1 ]; then
