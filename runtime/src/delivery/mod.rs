@@ -5,8 +5,8 @@
 //! request, and asks the guest to `decide` after every attempt: accept,
 //! retry after a wait, drop, dead-letter or stop. Only a finished record
 //! (delivered, dropped, dead-lettered or skipped) moves the partition's
-//! committed position. Records finish in order, so the position is always
-//! the end of a contiguous finished prefix.
+//! committed position, through [`progress::PartitionProgress`], so the
+//! position is always the end of a contiguous finished prefix.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -27,6 +27,10 @@ use crate::guest::bindings::{
 use crate::guest::{GuestError, LaneGuests};
 use crate::metrics::GuestExport;
 use crate::sink::{LaneSender, PreparedRequest, ResponseHeaders};
+
+mod progress;
+
+use progress::PartitionProgress;
 
 /// How long a lane waits after a consumer error before reading again.
 const CONSUMER_ERROR_PAUSE: Duration = Duration::from_millis(100);
@@ -103,6 +107,7 @@ impl LaneHandle {
             pause: connector.pause_watch(),
             connector,
             offsets,
+            progress: PartitionProgress::default(),
             next_offset: next_offset.clone(),
             stop: stop.clone(),
             topic,
@@ -162,6 +167,8 @@ struct Lane {
     connector: Arc<Connector>,
     pause: tokio::sync::watch::Receiver<bool>,
     offsets: Arc<dyn OffsetSink>,
+    /// The records read and finished; the source of `next_offset`.
+    progress: PartitionProgress,
     next_offset: Arc<AtomicI64>,
     stop: CancellationToken,
     topic: String,
@@ -195,11 +202,13 @@ impl Lane {
             if !self.wait_while_paused().await {
                 break;
             }
+            self.progress.read(consumed.record.offset);
             match self.process(&mut guest, &mut sender, &consumed).await {
                 RecordOutcome::Finished => {
-                    let next = consumed.record.offset + 1;
-                    self.next_offset.store(next, Ordering::Release);
-                    self.offsets.store(&self.topic, self.partition, next);
+                    if let Some(next) = self.progress.finish(consumed.record.offset) {
+                        self.next_offset.store(next, Ordering::Release);
+                        self.offsets.store(&self.topic, self.partition, next);
+                    }
                 }
                 RecordOutcome::Abandoned => break,
                 RecordOutcome::Failed(reason) => {
