@@ -26,7 +26,9 @@
 #   The soak scenario produces at a steady rate while wasmsink delivers, 1%
 #   of requests answered 503 {"retry":true}; it samples wasmsink's RSS every
 #   few seconds and reports its slope after warm-up in MiB per million
-#   records, with a 95% interval (target: the interval includes zero).
+#   records, with a 95% interval (target: the interval includes zero), for
+#   VmRSS and for its anonymous part (RssAnon: without the executable's
+#   pages, which fill in as code paths first run).
 #   The isolation scenario runs clean's connector next to a second one whose
 #   guest (test-guests, busy:900) uses 900 ms of its 1 s transform budget on
 #   every record; its target compares its rate with clean's in the same run.
@@ -546,15 +548,16 @@ run_scenario() {
     finish_scenario
 }
 
-# RSS (MiB) against records delivered (millions) after the warm-up (the
-# first quarter of the run) in $1, lines "seconds rss_kib delivered": prints
+# RSS (MiB) against records delivered (millions) after the warm-up ($2
+# seconds) in $1, lines "seconds delivered vmrss_kib rssanon_kib rssfile_kib",
+# taking the RSS from column $3: prints
 # "slope half_width first_mib last_mib", the least-squares slope in MiB per
 # million records with its 95% half-width (1.96 standard errors; samples are
 # autocorrelated, so the interval is if anything too narrow), and the mean
 # RSS of the first and the last fifth of the samples after warm-up.
 rss_slope() {
-    awk -v warm="$2" '
-        $1 >= warm { n++; x[n] = $3 / 1e6; y[n] = $2 / 1024 }
+    awk -v warm="$2" -v column="$3" '
+        $1 >= warm { n++; x[n] = $2 / 1e6; y[n] = $column / 1024 }
         END {
             if (n < 3) { print "- - - -"; exit }
             for (i = 1; i <= n; i++) { sx += x[i]; sy += y[i] }
@@ -574,6 +577,7 @@ rss_slope() {
 # delivers them, RSS sampled throughout; its own RESULT line and table.
 run_soak() {
     local total sample_every warm started now rss delivered producer_pid slope half first last
+    local anon_slope anon_half anon_first anon_last
     local missing duplicates order exit_status peak verdict=OK
     total=$((soak_rate * soak_seconds))
     sample_every=$((soak_seconds >= 120 ? 5 : 1)) warm=$((soak_seconds / 4))
@@ -593,16 +597,17 @@ run_soak() {
             fail_scenario "$name" "a connector failed"; return
         fi
         now=${EPOCHREALTIME/./}
-        rss="$(awk '/^VmRSS/ { print $2 }' "/proc/$WASMSINK_PID/status")"
+        rss="$(awk '/^(VmRSS|RssAnon|RssFile):/ { printf "%s ", $2 }' "/proc/$WASMSINK_PID/status")"
         delivered="$(field distinct "$(receiver_stats "$RECEIVER_PORT")")"
-        printf '%s %s %s\n' "$(((now - started) / 1000000))" "$rss" "$delivered" >>"$dir/rss.tsv"
+        printf '%s %s %s\n' "$(((now - started) / 1000000))" "$delivered" "$rss" >>"$dir/rss.tsv"
         sleep "$sample_every"
     done
     wait "$producer_pid" || { fail_scenario "$name" "bench-load failed (see $dir/soak-load.log)"; return; }
     log "$name: $(cat "$dir/soak-load.log")"
     wait_for_records "$RECEIVER_PORT" "$total" "$WASMSINK_PID"
     [ -z "$WAIT_ERROR" ] || { fail_scenario "$name" "$WAIT_ERROR"; return; }
-    read -r slope half first last <<<"$(rss_slope "$dir/rss.tsv" "$warm")"
+    read -r slope half first last <<<"$(rss_slope "$dir/rss.tsv" "$warm" 3)"
+    read -r anon_slope anon_half anon_first anon_last <<<"$(rss_slope "$dir/rss.tsv" "$warm" 4)"
     peak="$(peak_rss_mib "$WASMSINK_PID")"
     stop "$WASMSINK_PID"
     exit_status=$STOP_STATUS
@@ -617,14 +622,16 @@ run_soak() {
         verdict=FAILED FAILED=1
     fi
     RESULT[$name.slope]=$slope RESULT[$name.slope_low]="$( [ "$slope" = - ] && echo - || calc "$slope - $half")"
-    printf 'RESULT scenario=%s records=%s rate=%s/s seconds=%s warm_up_s=%s rss_slope_mib_per_million=%s ci95=%s rss_after_warm_up_mib=%s rss_at_end_mib=%s peak_rss_mib=%s missing=%s duplicates=%s order_violations=%s exit=%s status=%s\n' \
-        "$name" "$total" "$soak_rate" "$soak_seconds" "$warm" "$slope" "$half" "$first" "$last" "$peak" \
+    printf 'RESULT scenario=%s records=%s rate=%s/s seconds=%s warm_up_s=%s rss_slope_mib_per_million=%s ci95=%s rss_after_warm_up_mib=%s rss_at_end_mib=%s anon_slope_mib_per_million=%s anon_ci95=%s anon_after_warm_up_mib=%s anon_at_end_mib=%s peak_rss_mib=%s missing=%s duplicates=%s order_violations=%s exit=%s status=%s\n' \
+        "$name" "$total" "$soak_rate" "$soak_seconds" "$warm" "$slope" "$half" "$first" "$last" \
+        "$anon_slope" "$anon_half" "$anon_first" "$anon_last" "$peak" \
         "$missing" "$duplicates" "$order" "$exit_status" "$verdict" | tee -a "$OUT/summary.txt"
     {
-        printf '\n| soak | records | rate/s | seconds | RSS after warm-up MiB | RSS at end MiB | slope MiB per million records (95%%) | peak RSS MiB | result |\n'
-        printf '|---|---|---|---|---|---|---|---|---|\n'
-        printf '| %s | %s | %s | %s | %s | %s | %s ± %s | %s | %s |\n' "$name" "$total" "$soak_rate" "$soak_seconds" \
-            "$first" "$last" "$slope" "$half" "$peak" "$verdict"
+        printf '\n| soak | records | rate/s | seconds | RSS after warm-up → at end, MiB | RSS slope, MiB per million records (95%%) | anonymous RSS after warm-up → at end | anonymous RSS slope | peak RSS MiB | result |\n'
+        printf '|---|---|---|---|---|---|---|---|---|---|\n'
+        printf '| %s | %s | %s | %s | %s → %s | %s ± %s | %s → %s | %s ± %s | %s | %s |\n' "$name" "$total" "$soak_rate" \
+            "$soak_seconds" "$first" "$last" "$slope" "$half" "$anon_first" "$anon_last" "$anon_slope" "$anon_half" \
+            "$peak" "$verdict"
     } >>"$OUT/soak.md"
 }
 
