@@ -487,30 +487,39 @@ measure_latency() {
     P99="$(calc "$(field latency_p99_us "$STATS") / 1000")"
 }
 
-# Stops everything, checks the receiver's counts and prints the RESULT line.
-finish_scenario() {
-    local rss missing duplicates order exit_status verdict=OK ratio=- own_ratio=- own_cell=-
-    rss="$(peak_rss_mib "$WASMSINK_PID")"
+# Stops wasmsink (SIGTERM) and everything else, and checks the receiver's
+# counts against $1 expected records: sets PEAK_RSS, EXIT_STATUS, MISSING,
+# DUPLICATES, ORDER and VERDICT (OK, or FAILED with FAILED=1). A refused
+# attempt that is retried is not a duplicate; a record delivered twice is.
+stop_and_count() {
+    PEAK_RSS="$(peak_rss_mib "$WASMSINK_PID")"
     stop "$WASMSINK_PID"
-    exit_status=$STOP_STATUS
+    EXIT_STATUS=$STOP_STATUS
     STATS="$(receiver_stats "$RECEIVER_PORT")"
     printf '%s\n' "$STATS" >"$dir/stats.json"
     stop_all
-    missing=$((EXPECTED - $(field distinct "$STATS")))
-    duplicates="$(field duplicates "$STATS")" order="$(field order_violations "$STATS")"
-    if [ "$missing" != 0 ] || [ "$duplicates" != 0 ] || [ "$order" != 0 ] || [ "$exit_status" != 0 ]; then
-        verdict=FAILED FAILED=1
+    MISSING=$(($1 - $(field distinct "$STATS")))
+    DUPLICATES="$(field duplicates "$STATS")" ORDER="$(field order_violations "$STATS")"
+    VERDICT=OK
+    if [ "$MISSING" != 0 ] || [ "$DUPLICATES" != 0 ] || [ "$ORDER" != 0 ] || [ "$EXIT_STATUS" != 0 ]; then
+        VERDICT=FAILED FAILED=1
     fi
+}
+
+# Stops everything, checks the receiver's counts and prints the RESULT line.
+finish_scenario() {
+    local ratio=- own_ratio=- own_cell=-
+    stop_and_count "$EXPECTED"
     [ "$LIMIT" = - ] || ratio="$(calc "$RATE / $LIMIT")"
     [ "$OWN_LIMIT" = - ] || own_ratio="$(calc "$RATE / $OWN_LIMIT")" own_cell="$OWN_LIMIT ($own_ratio)"
-    RESULT[$name.rate]=$RATE RESULT[$name.ratio]=$ratio RESULT[$name.cpu]=$CPU_US RESULT[$name.rss]=$rss
+    RESULT[$name.rate]=$RATE RESULT[$name.ratio]=$ratio RESULT[$name.cpu]=$CPU_US RESULT[$name.rss]=$PEAK_RSS
     RESULT[$name.ready]=$READY_MS RESULT[$name.p99]=$P99 RESULT[$name.floor_p99]=$FLOOR_P99
     printf 'RESULT scenario=%s records=%s rate=%s/s limit=%s ratio=%s own_limit=%s own_ratio=%s from_start=%s/s cpu_us_per_record=%s peak_rss_mib=%s ready_ms=%s assigned_ms=%s latency_rate=%s/s p50_ms=%s p99_ms=%s floor_p99_ms=%s broker_ack_p99_ms=%s missing=%s duplicates=%s order_violations=%s exit=%s status=%s\n' \
-        "$name" "$EXPECTED" "$RATE" "$LIMIT" "$ratio" "$OWN_LIMIT" "$own_ratio" "$FROM_START" "$CPU_US" "$rss" \
-        "$READY_MS" "$ASSIGNED_MS" "$LATENCY_RATE" "$P50" "$P99" "$FLOOR_P99" "$ACK_P99" "$missing" "$duplicates" "$order" \
-        "$exit_status" "$verdict" | tee -a "$OUT/summary.txt"
+        "$name" "$EXPECTED" "$RATE" "$LIMIT" "$ratio" "$OWN_LIMIT" "$own_ratio" "$FROM_START" "$CPU_US" "$PEAK_RSS" \
+        "$READY_MS" "$ASSIGNED_MS" "$LATENCY_RATE" "$P50" "$P99" "$FLOOR_P99" "$ACK_P99" "$MISSING" "$DUPLICATES" "$ORDER" \
+        "$EXIT_STATUS" "$VERDICT" | tee -a "$OUT/summary.txt"
     printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$RATE" "$ratio" "$LIMIT" \
-        "$own_cell" "$FROM_START" "$CPU_US" "$rss" "$READY_MS" "$P50" "$P99 ($FLOOR_P99)" "$verdict" >>"$OUT/results.md"
+        "$own_cell" "$FROM_START" "$CPU_US" "$PEAK_RSS" "$READY_MS" "$P50" "$P99 ($FLOOR_P99)" "$VERDICT" >>"$OUT/results.md"
 }
 
 # Prints a SKIPPED line for scenario $name because of $1.
@@ -578,7 +587,6 @@ rss_slope() {
 run_soak() {
     local total sample_every warm started now rss delivered producer_pid slope half first last
     local anon_slope anon_half anon_first anon_last
-    local missing duplicates order exit_status peak verdict=OK
     total=$((soak_rate * soak_seconds))
     sample_every=$((soak_seconds >= 120 ? 5 : 1)) warm=$((soak_seconds / 4))
     log "$name: broker, 1 topic x $partitions partitions; $total records at $soak_rate/s for $soak_seconds s"
@@ -608,30 +616,18 @@ run_soak() {
     [ -z "$WAIT_ERROR" ] || { fail_scenario "$name" "$WAIT_ERROR"; return; }
     read -r slope half first last <<<"$(rss_slope "$dir/rss.tsv" "$warm" 3)"
     read -r anon_slope anon_half anon_first anon_last <<<"$(rss_slope "$dir/rss.tsv" "$warm" 4)"
-    peak="$(peak_rss_mib "$WASMSINK_PID")"
-    stop "$WASMSINK_PID"
-    exit_status=$STOP_STATUS
-    STATS="$(receiver_stats "$RECEIVER_PORT")"
-    printf '%s\n' "$STATS" >"$dir/stats.json"
-    stop_all
-    missing=$((total - $(field distinct "$STATS")))
-    duplicates="$(field duplicates "$STATS")" order="$(field order_violations "$STATS")"
-    # 1% of attempts are refused and retried: a retry is not a duplicate,
-    # but a record delivered twice is.
-    if [ "$missing" != 0 ] || [ "$duplicates" != 0 ] || [ "$order" != 0 ] || [ "$exit_status" != 0 ]; then
-        verdict=FAILED FAILED=1
-    fi
+    stop_and_count "$total"
     RESULT[$name.slope]=$slope RESULT[$name.slope_low]="$( [ "$slope" = - ] && echo - || calc "$slope - $half")"
     printf 'RESULT scenario=%s records=%s rate=%s/s seconds=%s warm_up_s=%s rss_slope_mib_per_million=%s ci95=%s rss_after_warm_up_mib=%s rss_at_end_mib=%s anon_slope_mib_per_million=%s anon_ci95=%s anon_after_warm_up_mib=%s anon_at_end_mib=%s peak_rss_mib=%s missing=%s duplicates=%s order_violations=%s exit=%s status=%s\n' \
         "$name" "$total" "$soak_rate" "$soak_seconds" "$warm" "$slope" "$half" "$first" "$last" \
-        "$anon_slope" "$anon_half" "$anon_first" "$anon_last" "$peak" \
-        "$missing" "$duplicates" "$order" "$exit_status" "$verdict" | tee -a "$OUT/summary.txt"
+        "$anon_slope" "$anon_half" "$anon_first" "$anon_last" "$PEAK_RSS" \
+        "$MISSING" "$DUPLICATES" "$ORDER" "$EXIT_STATUS" "$VERDICT" | tee -a "$OUT/summary.txt"
     {
         printf '\n| soak | records | rate/s | seconds | RSS after warm-up → at end, MiB | RSS slope, MiB per million records (95%%) | anonymous RSS after warm-up → at end | anonymous RSS slope | peak RSS MiB | result |\n'
         printf '|---|---|---|---|---|---|---|---|---|---|\n'
         printf '| %s | %s | %s | %s | %s → %s | %s ± %s | %s → %s | %s ± %s | %s | %s |\n' "$name" "$total" "$soak_rate" \
             "$soak_seconds" "$first" "$last" "$slope" "$half" "$anon_first" "$anon_last" "$anon_slope" "$anon_half" \
-            "$peak" "$verdict"
+            "$PEAK_RSS" "$VERDICT"
     } >>"$OUT/soak.md"
 }
 

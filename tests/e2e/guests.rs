@@ -482,6 +482,36 @@ async fn produce_values(broker: &Broker, topic: &str, values: &[&str]) {
     }
 }
 
+/// A test-guests connector `name` with `guest.errors = policy` and the
+/// dead-letter topic `{name}-dlq`, reading its own one-partition topic
+/// `name` that holds `values`; returns the configuration file.
+async fn test_guest_connector(
+    broker: &Broker,
+    receiver: &Receiver,
+    name: &str,
+    policy: &str,
+    values: &[&str],
+) -> String {
+    let dead_letters = format!("{name}-dlq");
+    broker.create_topic(name, 1);
+    broker.create_topic(&dead_letters, 1);
+    produce_values(broker, name, values).await;
+    let extra = format!(
+        "guest.path = \"{}\"\nguest.errors = \"{policy}\"\nerrors.deadletterqueue.topic.name = \"{dead_letters}\"\n",
+        wasmsink_guest_artifacts::TEST_GUESTS
+    );
+    config(broker, &connector(name, name, &receiver.url("/"), &extra))
+}
+
+/// Starts wasmsink and waits until connector `name` is FAILED; returns the
+/// process and the connector's trace.
+async fn start_until_failed(dir: &std::path::Path, config: &str, name: &str) -> (Wasmsink, String) {
+    let wasmsink = Wasmsink::start(dir, config);
+    wasmsink.wait_for_api().await;
+    let trace = crate::support::wait_for_failed(wasmsink.api(), name).await;
+    (wasmsink, trace)
+}
+
 /// The bodies the receiver got, in arrival order.
 fn bodies(receiver: &Receiver) -> Vec<String> {
     receiver.requests().iter().map(|r| r.text()).collect()
@@ -493,23 +523,12 @@ fn bodies(receiver: &Receiver) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_record_parks_one_record_and_fatal_stops_without_committing() {
     let broker = Broker::start();
-    broker.create_topic("errs", 1);
-    broker.create_topic("errs-dlq", 1);
-    produce_values(&broker, "errs", &["a", "invalid", "b", "fatal", "c"]).await;
     let receiver = Receiver::ok().await;
     let dir = tempfile::tempdir().unwrap();
-    let extra = format!(
-        "guest.path = \"{}\"\nguest.errors = \"drop\"\nerrors.deadletterqueue.topic.name = \"errs-dlq\"\n",
-        wasmsink_guest_artifacts::TEST_GUESTS
-    );
-    let config = config(
-        &broker,
-        &connector("errs", "errs", &receiver.url("/"), &extra),
-    );
+    let values = ["a", "invalid", "b", "fatal", "c"];
+    let config = test_guest_connector(&broker, &receiver, "errs", "drop", &values).await;
 
-    let mut first = Wasmsink::start(dir.path(), &config);
-    first.wait_for_api().await;
-    let trace = crate::support::wait_for_failed(first.api(), "errs").await;
+    let (mut first, trace) = start_until_failed(dir.path(), &config, "errs").await;
     assert!(trace.contains("fatal error requested"), "{trace}");
     receiver
         .assert_no_more_than(2, Duration::from_millis(500))
@@ -521,9 +540,7 @@ async fn invalid_record_parks_one_record_and_fatal_stops_without_committing() {
 
     // The fatal record was not committed: the restart stops on it again,
     // and nothing past it is ever sent.
-    let second = Wasmsink::start(dir.path(), &config);
-    second.wait_for_api().await;
-    let trace = crate::support::wait_for_failed(second.api(), "errs").await;
+    let (_second, trace) = start_until_failed(dir.path(), &config, "errs").await;
     assert!(trace.contains("fatal error requested"), "{trace}");
     receiver
         .assert_no_more_than(2, Duration::from_millis(500))
@@ -537,21 +554,11 @@ async fn invalid_record_parks_one_record_and_fatal_stops_without_committing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_call_is_retried_on_a_fresh_instance() {
     let broker = Broker::start();
-    broker.create_topic("fresh", 1);
-    produce_values(&broker, "fresh", &["a", "poison", "b", "c"]).await;
     let receiver = Receiver::ok().await;
     let dir = tempfile::tempdir().unwrap();
-    let extra = format!(
-        "guest.path = \"{}\"\nguest.errors = \"stop\"\n",
-        wasmsink_guest_artifacts::TEST_GUESTS
-    );
-    let wasmsink = Wasmsink::start(
-        dir.path(),
-        &config(
-            &broker,
-            &connector("fresh", "fresh", &receiver.url("/"), &extra),
-        ),
-    );
+    let values = ["a", "poison", "b", "c"];
+    let config = test_guest_connector(&broker, &receiver, "fresh", "stop", &values).await;
+    let wasmsink = Wasmsink::start(dir.path(), &config);
     receiver.wait_for(4, PATIENCE).await;
     receiver
         .assert_no_more_than(4, Duration::from_millis(500))
@@ -582,23 +589,12 @@ async fn a_failed_call_is_retried_on_a_fresh_instance() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_crash_loop_breaker_stops_the_connector_whatever_guest_errors_says() {
     let broker = Broker::start();
-    broker.create_topic("loop", 1);
-    broker.create_topic("loop-dlq", 1);
-    produce_values(&broker, "loop", &["panic", "panic", "panic", "after"]).await;
     let receiver = Receiver::ok().await;
     let dir = tempfile::tempdir().unwrap();
-    let extra = format!(
-        "guest.path = \"{}\"\nguest.errors = \"dead-letter\"\nerrors.deadletterqueue.topic.name = \"loop-dlq\"\n",
-        wasmsink_guest_artifacts::TEST_GUESTS
-    );
-    let config = config(
-        &broker,
-        &connector("loop", "loop", &receiver.url("/"), &extra),
-    );
+    let values = ["panic", "panic", "panic", "after"];
+    let config = test_guest_connector(&broker, &receiver, "loop", "dead-letter", &values).await;
 
-    let mut first = Wasmsink::start(dir.path(), &config);
-    first.wait_for_api().await;
-    let trace = crate::support::wait_for_failed(first.api(), "loop").await;
+    let (mut first, trace) = start_until_failed(dir.path(), &config, "loop").await;
     assert!(trace.contains("failed 5 times within 60s"), "{trace}");
     assert!(
         trace.contains("loop/0/2"),

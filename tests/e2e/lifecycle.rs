@@ -314,13 +314,42 @@ async fn a_partition_handed_back_mid_attempt_keeps_flowing() {
         .await;
 }
 
-/// The records `{prefix}0..{count}` produced to partition 0 of `topic`.
-async fn produce_numbered(broker: &Broker, topic: &str, prefix: &str, count: usize) {
+/// A one-partition topic `topic` holding the records `{prefix}0..{count}`,
+/// and the configuration of a connector `topic` that reads it and calls
+/// `receiver` with the connector keys `extra`.
+async fn numbered_topic(
+    broker: &Broker,
+    receiver: &Receiver,
+    topic: &str,
+    (prefix, count): (&str, usize),
+    extra: &str,
+) -> String {
+    broker.create_topic(topic, 1);
     for n in 0..count {
         broker
             .produce(topic, 0, None, Some(format!("{prefix}{n}").as_bytes()), &[])
             .await;
     }
+    let connectors = format!(
+        "[connectors.{topic}]\ntopics = \"{topic}\"\ncallback.request.url = \"{}\"\n{extra}",
+        receiver.url("/")
+    );
+    config(broker, &connectors)
+}
+
+/// A receiver that accepts every request, holding the first one whose body
+/// is `body` for `hold`.
+async fn holding_first(body: &'static str, hold: Duration) -> Receiver {
+    let held_once = std::sync::atomic::AtomicBool::new(false);
+    Receiver::start_holding(
+        |_| crate::support::no_retry(),
+        move |r| {
+            let first = r.body == body.as_bytes()
+                && !held_once.swap(true, std::sync::atomic::Ordering::SeqCst);
+            if first { hold } else { Duration::ZERO }
+        },
+    )
+    .await
 }
 
 /// How often each body arrived.
@@ -340,26 +369,9 @@ fn arrivals(receiver: &Receiver) -> BTreeMap<String, usize> {
 async fn sigterm_lets_the_attempt_in_flight_finish_and_a_restart_never_resends_it() {
     const HOLD: Duration = Duration::from_secs(2);
     let broker = Broker::start();
-    broker.create_topic("held", 1);
-    produce_numbered(&broker, "held", "h", 5).await;
-    let held_once = std::sync::atomic::AtomicBool::new(false);
-    let receiver = Receiver::start_holding(
-        |_| crate::support::no_retry(),
-        move |r| {
-            if r.body == b"h2" && !held_once.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                HOLD
-            } else {
-                Duration::ZERO
-            }
-        },
-    )
-    .await;
+    let receiver = holding_first("h2", HOLD).await;
     let dir = tempfile::tempdir().unwrap();
-    let connectors = format!(
-        "[connectors.held]\ntopics = \"held\"\ncallback.request.url = \"{}\"\n",
-        receiver.url("/")
-    );
-    let config = config(&broker, &connectors);
+    let config = numbered_topic(&broker, &receiver, "held", ("h", 5), "").await;
 
     let mut first = Wasmsink::start(dir.path(), &config);
     receiver.wait_for_text("h2", PATIENCE).await;
@@ -395,8 +407,6 @@ async fn sigterm_lets_the_attempt_in_flight_finish_and_a_restart_never_resends_i
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_during_a_back_off_exits_at_once_and_the_restart_retries_the_record() {
     let broker = Broker::start();
-    broker.create_topic("wait", 1);
-    produce_numbered(&broker, "wait", "w", 4).await;
     let refused_once = std::sync::atomic::AtomicBool::new(false);
     let receiver = Receiver::start(move |r| {
         if r.body == b"w1" && !refused_once.swap(true, std::sync::atomic::Ordering::SeqCst) {
@@ -407,11 +417,8 @@ async fn sigterm_during_a_back_off_exits_at_once_and_the_restart_retries_the_rec
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let connectors = format!(
-        "[connectors.wait]\ntopics = \"wait\"\ncallback.request.url = \"{}\"\nretry.backoff.sec = \"30\"\n",
-        receiver.url("/")
-    );
-    let config = config(&broker, &connectors);
+    let backoff = "retry.backoff.sec = \"30\"\n";
+    let config = numbered_topic(&broker, &receiver, "wait", ("w", 4), backoff).await;
 
     let mut first = Wasmsink::start(dir.path(), &config);
     receiver.wait_for_text("w1", PATIENCE).await;
@@ -446,29 +453,14 @@ async fn sigterm_during_a_back_off_exits_at_once_and_the_restart_retries_the_rec
 async fn an_attempt_longer_than_the_shutdown_timeout_ends_the_process_in_time() {
     const TIMEOUT: Duration = Duration::from_secs(2);
     let broker = Broker::start();
-    broker.create_topic("slow", 1);
-    produce_numbered(&broker, "slow", "s", 3).await;
-    let held_once = std::sync::atomic::AtomicBool::new(false);
-    let receiver = Receiver::start_holding(
-        |_| crate::support::no_retry(),
-        move |r| {
-            if r.body == b"s1" && !held_once.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                Duration::from_secs(120)
-            } else {
-                Duration::ZERO
-            }
-        },
-    )
-    .await;
+    let receiver = holding_first("s1", Duration::from_secs(120)).await;
     let dir = tempfile::tempdir().unwrap();
-    let connectors = format!(
-        "[connectors.slow]\ntopics = \"slow\"\ncallback.request.url = \"{}\"\n",
-        receiver.url("/")
-    );
-    let config = config(&broker, &connectors).replace(
-        "shutdown.timeout.sec = 5",
-        &format!("shutdown.timeout.sec = {}", TIMEOUT.as_secs()),
-    );
+    let config = numbered_topic(&broker, &receiver, "slow", ("s", 3), "")
+        .await
+        .replace(
+            "shutdown.timeout.sec = 5",
+            &format!("shutdown.timeout.sec = {}", TIMEOUT.as_secs()),
+        );
     assert!(config.contains("shutdown.timeout.sec = 2"));
 
     let mut first = Wasmsink::start(dir.path(), &config);

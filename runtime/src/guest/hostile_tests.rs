@@ -82,8 +82,11 @@ async fn the_ticker_sleeps_while_idle_and_still_interrupts_a_loop_at_once() {
         ),
         "{error}"
     );
+    // A ticker that never woke would leave the loop running for ever; the
+    // bound only catches that, not speed. The 100 ms budget is CPU time,
+    // paced by 2 ms pauses, and the suite shares 2 cores: 1.8 s was seen.
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(1), "interrupted after {took:?}");
+    assert!(took < Duration::from_secs(10), "interrupted after {took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -95,8 +98,9 @@ async fn an_infinite_loop_is_interrupted_at_the_deadline() {
         matches!(error, GuestError::Timeout { call: GuestCall::Transform, limit } if limit == Duration::from_millis(100)),
         "{error}"
     );
+    // A hang check, not a speed check (see the test above).
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(10),
         "took {:?}",
         started.elapsed()
     );
