@@ -814,3 +814,22 @@ async fn failed_sends_are_found_through_the_event_log_api() {
     .empty(StatusCode::NOT_FOUND);
     api.shutdown().await;
 }
+
+/// FusionAuth answers a method an endpoint does not take with 405 and an
+/// empty body, where Connect's endpoints answer with a JSON error.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unsupported_method_answers_405_with_an_empty_body() {
+    let api = started().await;
+    let id = create(&api, "m").await["id"].as_str().unwrap().to_owned();
+    for (method, path) in [
+        (Method::DELETE, "/api/messenger".to_owned()),
+        (Method::PUT, "/api/messenger".to_owned()),
+        (Method::PATCH, "/api/messenger".to_owned()),
+        (Method::GET, format!("/api/messenger/{id}/send")),
+    ] {
+        fa(&api, method, &path, None)
+            .await
+            .empty(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    api.shutdown().await;
+}
