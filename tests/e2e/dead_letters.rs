@@ -43,7 +43,8 @@ async fn dropped_records_go_to_the_dead_letter_topic_with_context_headers() {
     let wasmsink = Wasmsink::start(dir.path(), &config(&broker, &connectors));
     receiver.wait_for(3, PATIENCE).await;
 
-    let dead = broker.read("orders-dlq", 1, 1);
+    // Exactly one dead letter: the bad record, parked once.
+    let dead = broker.read_exactly("orders-dlq", 1, 1);
     let record = &dead[0];
     assert_eq!(record.key(), Some(&b"key-1"[..]));
     assert_eq!(record.payload(), Some(&b"bad-1"[..]));
@@ -107,7 +108,8 @@ async fn null_values_are_ignored_sent_or_fail_as_configured() {
         .iter()
         .map(|b| format!("[connectors.{b}]\ntopics = \"{b}\"\ncallback.request.url = \"{}\"\nbehavior.on.null.values = \"{b}\"\n", receiver.url(&format!("/{b}"))))
         .collect::<String>();
-    let wasmsink = Wasmsink::start(dir.path(), &config(&broker, &connectors));
+    let config = config(&broker, &connectors);
+    let mut wasmsink = Wasmsink::start(dir.path(), &config);
     wasmsink.wait_for_log("connector FAILED", PATIENCE).await;
     receiver.wait_for(3, PATIENCE).await;
     receiver
@@ -140,4 +142,18 @@ async fn null_values_are_ignored_sent_or_fail_as_configured() {
         "{log}"
     );
     assert!(log.contains("skipping a record with a null value"), "{log}");
+
+    // `fail` stopped without committing the tombstone: a restart stops on
+    // the same record again, and the record behind it is never sent.
+    assert!(wasmsink.terminate(PATIENCE).success(), "{log}");
+    let again = Wasmsink::start(dir.path(), &config);
+    again.wait_for_log("connector FAILED", PATIENCE).await;
+    assert!(
+        again.log().contains("record fail/0/0 has a null value"),
+        "{}",
+        again.log()
+    );
+    receiver
+        .assert_no_more_than(3, Duration::from_millis(800))
+        .await;
 }
