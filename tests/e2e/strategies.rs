@@ -35,8 +35,12 @@ impl Scenario {
     }
 
     fn start(&self, extra: &str) -> Wasmsink {
+        self.start_with_backoff("0.3,0.6", extra)
+    }
+
+    fn start_with_backoff(&self, backoff: &str, extra: &str) -> Wasmsink {
         let connectors = format!(
-            "[connectors.jobs]\ntopics = \"jobs\"\ncallback.request.url = \"{}\"\nretry.backoff.sec = \"0.3,0.6\"\n{extra}\n",
+            "[connectors.jobs]\ntopics = \"jobs\"\ncallback.request.url = \"{}\"\nretry.backoff.sec = \"{backoff}\"\n{extra}\n",
             self.receiver.url("/jobs")
         );
         Wasmsink::start(self.dir.path(), &config(&self.broker, &connectors))
@@ -53,15 +57,38 @@ impl Scenario {
 }
 
 fn assert_spacing(attempts: &[std::time::Instant], expected: &[u64]) {
+    assert_spacing_within(attempts, expected, Duration::from_millis(700));
+}
+
+/// The attempts came `expected` milliseconds apart, each gap no shorter and
+/// at most `slack` longer.
+fn assert_spacing_within(attempts: &[std::time::Instant], expected: &[u64], slack: Duration) {
     assert_eq!(attempts.len(), expected.len() + 1, "attempt count");
     for (pair, wait) in attempts.windows(2).zip(expected) {
         let gap = pair[1].duration_since(pair[0]);
         let wait = Duration::from_millis(*wait);
         assert!(
-            gap >= wait && gap < wait + Duration::from_millis(700),
+            gap >= wait && gap < wait + slack,
             "waited {gap:?}, expected about {wait:?}"
         );
     }
+}
+
+/// Back-off waits are kept exactly, not rounded to the 1 s auto-commit
+/// interval: one longer and one much shorter than it.
+#[tokio::test(flavor = "multi_thread")]
+async fn back_off_waits_are_exact_not_cut_to_the_commit_interval() {
+    let scenario = Scenario::new(|| please_retry(500)).await;
+    let _wasmsink = scenario.start_with_backoff(
+        "1.5,0.2",
+        "exception.strategy = \"PROGRESS_BACK_OFF_DROP_MESSAGE\"",
+    );
+    scenario.receiver.wait_for(4, PATIENCE).await;
+    assert_spacing_within(
+        &scenario.attempts("poison"),
+        &[1500, 200],
+        Duration::from_millis(250),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
