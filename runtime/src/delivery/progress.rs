@@ -16,10 +16,12 @@ use std::collections::BTreeSet;
 
 /// The finished records of one partition and its commit mark.
 ///
-/// Invariants: offsets are read in increasing order (Kafka's order within a
-/// partition, with gaps where compaction or transaction markers removed
-/// offsets); `unfinished` holds exactly the offsets read and not finished;
-/// the mark is `min(unfinished)`, or `read_end` when `unfinished` is empty.
+/// Invariants: between rewinds, offsets are read in increasing order
+/// (Kafka's order within a partition, with gaps where compaction or
+/// transaction markers removed offsets); `unfinished` holds exactly the
+/// offsets read since the last rewind and not finished; the mark is
+/// `min(unfinished)`, or `read_end` when `unfinished` is empty, so it never
+/// decreases except at a rewind.
 #[derive(Debug, Default)]
 pub(crate) struct PartitionProgress {
     /// Offsets read and not finished yet.
@@ -29,25 +31,26 @@ pub(crate) struct PartitionProgress {
 }
 
 impl PartitionProgress {
-    /// Notes that `offset` was read. Offsets at or below one already read
-    /// are ignored: librdkafka hands out a partition's records in order, so
-    /// one can only come from a caller's bug, and counting it twice could
-    /// hold the mark back for ever.
+    /// Notes that `offset` was read. An offset below one already read means
+    /// the consumer was rewound (librdkafka's `auto.offset.reset` after an
+    /// out-of-range fetch): the tracker starts over from it and the mark
+    /// moves back with the position librdkafka reads from, as Kafka
+    /// Connect's would. Records read before the rewind and still unfinished
+    /// are forgotten; they are read again.
     pub(crate) fn read(&mut self, offset: i64) {
         if self.read_end.is_some_and(|end| offset < end) {
-            debug_assert!(false, "offset {offset} read after {:?}", self.read_end);
-            return;
+            self.unfinished.clear();
         }
         self.unfinished.insert(offset);
         self.read_end = Some(offset + 1);
     }
 
     /// Notes that `offset` finished; returns the new commit mark when this
-    /// moved it. An offset never read, or already finished, changes nothing.
+    /// moved it. An offset not pending (never read, already finished, or
+    /// forgotten by a rewind) changes nothing.
     pub(crate) fn finish(&mut self, offset: i64) -> Option<i64> {
         let was_lowest = self.unfinished.first() == Some(&offset);
         if !self.unfinished.remove(&offset) {
-            debug_assert!(false, "offset {offset} finished but not pending");
             return None;
         }
         was_lowest.then(|| self.mark()).flatten()
@@ -88,6 +91,19 @@ mod tests {
         assert_eq!(progress.finish(2), None);
         assert_eq!(progress.mark(), Some(0));
         assert_eq!(progress.finish(0), Some(3));
+    }
+
+    #[test]
+    fn a_rewind_starts_over_from_the_rewound_offset() {
+        let mut progress = PartitionProgress::default();
+        progress.read(10);
+        progress.read(11);
+        assert_eq!(progress.finish(10), Some(11));
+        // The consumer is reset to 4 while 11 is in flight.
+        progress.read(4);
+        assert_eq!(progress.mark(), Some(4));
+        assert_eq!(progress.finish(11), None, "forgotten by the rewind");
+        assert_eq!(progress.finish(4), Some(5));
     }
 
     /// Strictly increasing offsets (gaps allowed) and an order to finish
