@@ -423,9 +423,8 @@ async fn sigterm_during_a_back_off_exits_at_once_and_the_restart_retries_the_rec
     let config = numbered_topic(&broker, &receiver, "wait", ("w", 4), backoff).await;
 
     let mut first = Wasmsink::start(dir.path(), &config);
-    receiver.wait_for_text("w1", PATIENCE).await;
-    // Well into the 30 s back-off.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // w1 was refused and now waits out its 30 s back-off.
+    first.wait_for_log("will retry", PATIENCE).await;
     let asked = std::time::Instant::now();
     let status = first.terminate(PATIENCE);
     assert!(status.success(), "exit status {status:?}\n{}", first.log());

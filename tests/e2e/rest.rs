@@ -43,27 +43,6 @@ fn bodies(from: usize, to: usize) -> Vec<String> {
     (from..to).map(|n| format!("{{\"n\":{n}}}")).collect()
 }
 
-async fn wait_state(api: &str, name: &str, state: &str) {
-    let deadline = std::time::Instant::now() + PATIENCE;
-    loop {
-        let (_, body) = call(
-            api,
-            Method::GET,
-            &format!("/connectors/{name}/status"),
-            None,
-        )
-        .await;
-        if body["connector"]["state"] == state {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{name} never {state}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_seed_rest_calls_verbatim_manage_a_delivering_connector() {
     let broker = Broker::start();
@@ -106,7 +85,7 @@ async fn the_seed_rest_calls_verbatim_manage_a_delivering_connector() {
     // "Pause Connection" (GET), records wait; "Resume Connection" (GET), they come.
     let (status, _) = call(api, Method::GET, "/connectors/integration/pause", None).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    wait_state(api, "integration", "PAUSED").await;
+    crate::support::wait_for_state(api, "integration", "PAUSED").await;
     produce(&broker, "person", 10, 15).await;
     receiver
         .assert_no_more_than(10, Duration::from_secs(2))
@@ -253,7 +232,7 @@ async fn rest_connectors_come_back_with_their_state_after_a_restart() {
     let wasmsink = Wasmsink::start(dir.path(), &rest_only(&broker));
     wasmsink.wait_for_api().await;
     let api = wasmsink.api();
-    wait_state(api, "durable", "PAUSED").await;
+    crate::support::wait_for_state(api, "durable", "PAUSED").await;
     receiver
         .assert_no_more_than(5, Duration::from_secs(2))
         .await;

@@ -12,20 +12,22 @@
 //! mark is simply one past the last finished record; the tracker is written
 //! for the general case, where records of a partition finish out of order.
 
-use std::collections::BTreeSet;
+use std::collections::VecDeque;
 
 /// The finished records of one partition and its commit mark.
 ///
-/// Invariants: between rewinds, offsets are read in increasing order
-/// (Kafka's order within a partition, with gaps where compaction or
-/// transaction markers removed offsets); `unfinished` holds exactly the
-/// offsets read since the last rewind and not finished; the mark is
-/// `min(unfinished)`, or `read_end` when `unfinished` is empty, so it never
-/// decreases except at a rewind.
+/// Invariants: `pending` holds the offsets read since the last rewind and
+/// not yet passed by the mark, in increasing order (Kafka's order within a
+/// partition, with gaps where compaction or transaction markers removed
+/// offsets), each with whether it finished; its front, if any, is
+/// unfinished. The mark is that front's offset, or `read_end` when nothing
+/// is pending, so it never decreases except at a rewind. In `partition`
+/// order `pending` holds one record at a time and its buffer is reused, so
+/// tracking allocates nothing per record.
 #[derive(Debug, Default)]
 pub(crate) struct PartitionProgress {
-    /// Offsets read and not finished yet.
-    unfinished: BTreeSet<i64>,
+    /// Offsets read and not yet behind the mark, with "finished" flags.
+    pending: VecDeque<(i64, bool)>,
     /// One past the highest offset read; `None` before the first record.
     read_end: Option<i64>,
 }
@@ -39,9 +41,9 @@ impl PartitionProgress {
     /// are forgotten; they are read again.
     pub(crate) fn read(&mut self, offset: i64) {
         if self.read_end.is_some_and(|end| offset < end) {
-            self.unfinished.clear();
+            self.pending.clear();
         }
-        self.unfinished.insert(offset);
+        self.pending.push_back((offset, false));
         self.read_end = Some(offset + 1);
     }
 
@@ -49,17 +51,27 @@ impl PartitionProgress {
     /// moved it. An offset not pending (never read, already finished, or
     /// forgotten by a rewind) changes nothing.
     pub(crate) fn finish(&mut self, offset: i64) -> Option<i64> {
-        let was_lowest = self.unfinished.first() == Some(&offset);
-        if !self.unfinished.remove(&offset) {
+        let index = self
+            .pending
+            .binary_search_by_key(&offset, |&(pending, _)| pending)
+            .ok()?;
+        let finished = &mut self.pending[index].1;
+        if std::mem::replace(finished, true) || index != 0 {
             return None;
         }
-        was_lowest.then(|| self.mark()).flatten()
+        while self.pending.front().is_some_and(|&(_, done)| done) {
+            self.pending.pop_front();
+        }
+        self.mark()
     }
 
     /// The offset to commit: every record below it is finished. `None`
     /// before the first record is read.
     pub(crate) fn mark(&self) -> Option<i64> {
-        self.unfinished.first().copied().or(self.read_end)
+        self.pending
+            .front()
+            .map(|&(offset, _)| offset)
+            .or(self.read_end)
     }
 }
 

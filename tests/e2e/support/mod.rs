@@ -40,9 +40,9 @@ pub async fn call(
     )
 }
 
-/// Polls connector `name`'s status at `api` until it is FAILED (within
-/// [`PATIENCE`]) and returns its trace.
-pub async fn wait_for_failed(api: &str, name: &str) -> String {
+/// Polls connector `name`'s status at `api` until its state is `state`
+/// (within [`PATIENCE`]) and returns that status.
+pub async fn wait_for_state(api: &str, name: &str, state: &str) -> Value {
     let deadline = std::time::Instant::now() + PATIENCE;
     loop {
         let (_, status) = call(
@@ -52,18 +52,24 @@ pub async fn wait_for_failed(api: &str, name: &str) -> String {
             None,
         )
         .await;
-        if status["connector"]["state"] == "FAILED" {
-            return status["connector"]["trace"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
+        if status["connector"]["state"] == state {
+            return status;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "never FAILED: {status}"
+            "{name} never {state}: {status}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Waits until connector `name` is FAILED and returns its trace.
+pub async fn wait_for_failed(api: &str, name: &str) -> String {
+    let status = wait_for_state(api, name, "FAILED").await;
+    status["connector"]["trace"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// A loopback port nobody listens on right now.
