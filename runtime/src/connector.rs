@@ -54,6 +54,8 @@ pub struct ConnectorStats {
     pub attempts: crate::metrics::AttemptStats,
     /// Guest calls and their time.
     pub guest_calls: crate::metrics::GuestCallStats,
+    /// Requests in flight, parked keys, pending records and the request limit.
+    pub delivery: crate::metrics::DeliveryGauges,
     /// Consumer lag per partition, shared with the consumer's statistics callback.
     pub lag: std::sync::Arc<crate::metrics::ConsumerLag>,
 }

@@ -3,7 +3,7 @@
 //! when `/metrics` is scraped.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::supervisor::{ConnectorPhase, ConnectorStatus};
@@ -43,6 +43,22 @@ impl AttemptStats {
             Ordering::Relaxed,
         );
     }
+}
+
+/// Gauges of a connector's delivery, summed over its partition lanes.
+#[derive(Debug, Default)]
+pub struct DeliveryGauges {
+    /// HTTP requests in flight.
+    pub in_flight: AtomicI64,
+    /// Records waiting for their next attempt or for `request.delay.sec`:
+    /// each parks its key.
+    pub parked: AtomicI64,
+    /// Records read and not finished.
+    pub pending: AtomicI64,
+    /// Offsets between the committed mark and the highest offset read.
+    pub uncommitted: AtomicI64,
+    /// The connector's current request limit (see `delivery.concurrency`).
+    pub concurrency_limit: AtomicU64,
 }
 
 /// Guest calls per export and the time they took.
@@ -121,6 +137,52 @@ pub struct ConnectorMetrics<'a> {
     pub guest_calls: Option<&'a GuestCallStats>,
     /// Consumer lag of the live instance, if any.
     pub lag: Option<&'a ConsumerLag>,
+    /// Delivery gauges of the live instance, if any.
+    pub delivery: Option<&'a DeliveryGauges>,
+}
+
+/// A delivery gauge's name, help and how to read it.
+type Gauge = (&'static str, &'static str, fn(&DeliveryGauges) -> i64);
+
+fn render_delivery(out: &mut String, connectors: &[ConnectorMetrics<'_>]) {
+    let gauges: [Gauge; 5] = [
+        ("delivery_in_flight", "HTTP requests in flight.", |g| {
+            g.in_flight.load(Ordering::Relaxed)
+        }),
+        (
+            "delivery_parked_keys",
+            "Records (each holding its key) waiting for a retry or request.delay.sec.",
+            |g| g.parked.load(Ordering::Relaxed),
+        ),
+        (
+            "delivery_pending_records",
+            "Records read and not finished.",
+            |g| g.pending.load(Ordering::Relaxed),
+        ),
+        (
+            "delivery_uncommitted_offsets",
+            "Offsets between the committed mark and the highest offset read, summed over partitions.",
+            |g| g.uncommitted.load(Ordering::Relaxed),
+        ),
+        (
+            "delivery_concurrency_limit",
+            "Requests the connector may have in flight now (delivery.concurrency).",
+            |g| i64::try_from(g.concurrency_limit.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        ),
+    ];
+    for (name, help, read) in gauges {
+        let _ = writeln!(out, "# HELP wasmsink_{name} {help}");
+        let _ = writeln!(out, "# TYPE wasmsink_{name} gauge");
+        for c in connectors {
+            let Some(delivery) = c.delivery else { continue };
+            let _ = writeln!(
+                out,
+                "wasmsink_{name}{{connector=\"{}\"}} {}",
+                escape(&c.status.config.name),
+                read(delivery)
+            );
+        }
+    }
 }
 
 /// Renders every connector's metrics in the Prometheus text format.
@@ -260,6 +322,7 @@ pub fn render(connectors: &[ConnectorMetrics<'_>]) -> String {
             );
         }
     }
+    render_delivery(&mut out, connectors);
     let _ = writeln!(
         out,
         "# HELP wasmsink_consumer_lag Records behind the partition's end (high watermark minus committed offset)."

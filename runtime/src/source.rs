@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Subscription;
 use crate::connector::{Connector, ConnectorStats};
-use crate::delivery::{ConsumedRecord, LaneHandle, OffsetSink, RecordQueue};
+use crate::delivery::{ConcurrencyLimit, ConsumedRecord, LaneHandle, OffsetSink, RecordQueue};
 use crate::guest::bindings::{Header, KafkaRecord, TimestampType};
 use crate::kafka::{LogContext, client_config, log_librdkafka};
 
@@ -79,6 +79,8 @@ pub enum SourceError {
 /// What a new lane needs; present while the connector runs.
 struct LaneSpawner {
     connector: Arc<Connector>,
+    /// The connector's request limit, shared by its lanes.
+    limit: Arc<ConcurrencyLimit>,
     offsets: Arc<dyn OffsetSink>,
     consumer: Weak<SourceConsumer>,
 }
@@ -131,6 +133,7 @@ impl LaneRegistry {
             };
             let lane = LaneHandle::spawn(
                 spawner.connector.clone(),
+                spawner.limit.clone(),
                 spawner.offsets.clone(),
                 topic.to_owned(),
                 partition,
@@ -329,8 +332,15 @@ impl Source {
     /// stop lanes) until the connector halts, then lets in-flight attempts
     /// finish within `grace` and commits what is finished.
     pub async fn run(self, connector: Arc<Connector>, grace: Duration) -> Result<(), SourceError> {
+        let limit = ConcurrencyLimit::new(&connector.config.delivery);
+        connector
+            .stats
+            .delivery
+            .concurrency_limit
+            .store(limit.limit() as u64, std::sync::atomic::Ordering::Relaxed);
         self.lanes.lock().expect("lane registry").spawner = Some(LaneSpawner {
             connector: connector.clone(),
+            limit,
             offsets: Arc::new(ConsumerOffsets(Arc::downgrade(&self.consumer))),
             consumer: Arc::downgrade(&self.consumer),
         });

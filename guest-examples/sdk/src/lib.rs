@@ -63,7 +63,11 @@
 //! The host keeps one instance per Kafka partition it delivers, calls one
 //! export at a time, and may rebuild an instance at any record boundary
 //! (after a trap, a rebalance). Fields of the guest value are therefore a
-//! cache, never a contract. A panic traps the instance: the host logs it
+//! cache, never a contract. Calls for different records may interleave
+//! when the connector sets `delivery.ordering = key` or `none`: a `decide`
+//! for one record may come between the `transform` and `decide` calls of
+//! another. Only records of one key (with `key`) keep their sequence, so
+//! keep per-record state by the attempt's record reference. A panic traps the instance: the host logs it
 //! (the panic message goes to the host's log through stderr) and rebuilds
 //! the instance.
 //!
@@ -122,7 +126,8 @@ pub trait Guest: Sized + 'static {
 
 /// A guest that turns records into requests (the `transformer` export).
 pub trait Transform: Guest {
-    /// Called once per record, in partition order. An
+    /// Called once per record as it starts delivery, in offset order within
+    /// its partition (`partition` ordering) or its key (`key`). An
     /// [`ErrorKind::InvalidRecord`] error applies the connector's policy for
     /// unusable records; an [`ErrorKind::Fatal`] error stops the connector
     /// without committing the record.

@@ -204,6 +204,7 @@ async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
             attempts: connector.as_ref().map(|c| &c.stats.attempts),
             guest_calls: connector.as_ref().map(|c| &c.stats.guest_calls),
             lag: connector.as_ref().map(|c| &*c.stats.lag),
+            delivery: connector.as_ref().map(|c| &c.stats.delivery),
         })
         .collect();
     (

@@ -11,6 +11,7 @@ use wasmsink_policy::strategy::{
 };
 
 use super::ConfigProblem;
+use super::delivery::DeliverySettings;
 use super::guest::GuestSettings;
 use super::headers::parse_headers;
 use crate::security::Inherit;
@@ -82,6 +83,8 @@ pub struct ConnectorConfig {
     pub no_effect_keys: Vec<String>,
     /// The guest and its limits (`guest.*`).
     pub guest: GuestSettings,
+    /// Ordering and concurrency (`delivery.*`).
+    pub delivery: DeliverySettings,
 }
 
 /// Topics a connector consumes.
@@ -158,6 +161,7 @@ impl ConnectorConfig {
         let null_values = reader.null_values();
         let dead_letter = reader.dead_letter();
         let guest = reader.guest(dead_letter.is_some());
+        let delivery = reader.delivery();
         reader.check_unsupported_transforms();
         let consumer_overrides = reader.overrides("consumer.override.");
         let producer_overrides = reader.overrides("producer.override.");
@@ -186,6 +190,7 @@ impl ConnectorConfig {
                     producer_inherit: Inherit::Everything,
                     no_effect_keys,
                     guest,
+                    delivery,
                 })
             }
             _ => Err(problems),
@@ -540,6 +545,17 @@ impl<'a> Reader<'a> {
         settings
     }
 
+    fn delivery(&mut self) -> DeliverySettings {
+        let (settings, used) =
+            super::delivery::read(self.connector, self.properties, &mut self.problems);
+        let properties = self.properties;
+        self.used.extend(
+            used.iter()
+                .filter_map(|key| properties.get_key_value(key).map(|(k, _)| k.as_str())),
+        );
+        settings
+    }
+
     fn no_effect_keys(&mut self) -> Vec<String> {
         let present: Vec<&'a str> = NO_EFFECT_KEYS
             .iter()
@@ -592,6 +608,12 @@ const KNOWN_KEYS: &[&str] = &[
     "errors.deadletterqueue.topic.name",
     "errors.deadletterqueue.context.headers.enable",
     "errors.deadletterqueue.messenger",
+    "delivery.ordering",
+    "delivery.max.in.flight",
+    "delivery.max.in.flight.total",
+    "delivery.max.pending.records",
+    "delivery.concurrency",
+    "delivery.null.key",
 ];
 
 fn closest_known_key(key: &str) -> Option<&'static str> {

@@ -9,6 +9,7 @@
 //! reported at once, each naming the connector, the key and the reason.
 
 mod connector;
+mod delivery;
 mod guest;
 mod headers;
 mod rest_policy;
@@ -24,6 +25,7 @@ pub use connector::{
     CallbackConfig, ConnectorConfig, DeadLetterConfig, NullValueBehavior, SEED_CONNECTOR_CLASS,
     Subscription,
 };
+pub use delivery::{Concurrency, DeliverySettings, NullKeys, Ordering as DeliveryOrdering};
 pub use guest::{GUEST_CONFIG_PREFIX, GuestErrorPolicy, GuestSettings};
 pub use headers::{HeaderParseError, parse_headers};
 pub use secrets::{MAX_SECRET_FILE_BYTES, Scope, SecretError, resolve_properties, resolve_value};

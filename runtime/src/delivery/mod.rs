@@ -1,36 +1,50 @@
-//! A partition lane: delivers one partition's records strictly in order.
+//! A partition lane: reads one partition's records and schedules their
+//! delivery, keeping the order `delivery.ordering` asks for.
 //!
-//! For each record the lane waits for `request.delay.sec`, applies
-//! `behavior.on.null.values`, asks the guest to `transform` it, sends the
-//! request, and asks the guest to `decide` after every attempt: accept,
-//! retry after a wait, drop, dead-letter or stop. Only a finished record
-//! (delivered, dropped, dead-lettered or skipped) moves the partition's
-//! committed position, through [`progress::PartitionProgress`], so the
-//! position is always the end of a contiguous finished prefix.
+//! The lane is three parts, each with one job:
+//! - [`record::RecordDelivery`] delivers one record: `request.delay.sec`,
+//!   `behavior.on.null.values`, the guest's `transform`, the attempts and
+//!   `decide` after each, until it is finished or the connector must stop;
+//! - [`progress::PartitionProgress`] tracks which records are finished and
+//!   the commit mark (the lowest unfinished offset read): only finished
+//!   records move it, whatever order they finish in;
+//! - the schedule here decides which record starts when: a record starts
+//!   once no earlier record of its [`keys::OrderKey`] is unfinished. In
+//!   `partition` order every record has the same key, so one record at a
+//!   time is in delivery, exactly as the seed connector did; in `key`
+//!   order each record key is its own; in `none` order nothing waits.
+//!
+//! Reading is bounded by `delivery.max.pending.records` (records read and
+//! not finished): a lane that holds that many stops reading its queue, so
+//! librdkafka stops fetching that partition and no other. Requests are
+//! bounded by `delivery.max.in.flight` per lane and by the connector's
+//! [`concurrency::ConcurrencyLimit`].
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::GuestErrorPolicy;
-use crate::config::NullValueBehavior;
-use crate::connector::{CRASH_LOOP_FAILURES, CRASH_LOOP_WINDOW};
-use crate::connector::{Connector, ConnectorStats};
-use crate::deadletter::DeadLetterContext;
-use crate::guest::bindings::{
-    AttemptInfo, AttemptOutcome, ErrorKind, KafkaRecord, RecordRef, RetryDecision, TimestampType,
-    TransformOutcome,
-};
-use crate::guest::{GuestError, LaneGuests};
-use crate::metrics::GuestExport;
-use crate::sink::{LaneSender, PreparedRequest, ResponseHeaders};
+use crate::connector::Connector;
+use crate::guest::bindings::KafkaRecord;
 
+mod concurrency;
+mod keys;
 mod progress;
+mod record;
+#[cfg(test)]
+mod tests;
 
+pub(crate) use concurrency::ConcurrencyLimit;
+use keys::{KeyQueues, KeyRule, OrderKey};
 use progress::PartitionProgress;
+use record::{RecordDelivery, RecordOutcome};
 
 /// How long a lane waits after a consumer error before reading again.
 const CONSUMER_ERROR_PAUSE: Duration = Duration::from_millis(100);
@@ -46,10 +60,11 @@ pub struct ConsumedRecord {
 
 /// Where a lane reads its partition's records, in order, one at a time.
 ///
-/// A lane asks for the next record only when it is ready to deliver it, so
-/// the queue behind this (librdkafka's own queue for the partition, which
-/// stops fetching when it holds `queued.max.messages.kbytes`) is all the
-/// buffering there is: a slow lane never needs its partition paused.
+/// A lane asks for the next record only while it holds fewer than
+/// `delivery.max.pending.records` unfinished ones, so the queue behind this
+/// (librdkafka's own queue for the partition, which stops fetching when it
+/// holds `queued.max.messages.kbytes`) is all the other buffering there is:
+/// a slow lane never needs its partition paused.
 pub trait RecordQueue: Send + 'static {
     /// Why a record could not be read; the lane logs it and reads on.
     type Error: std::fmt::Display + Send;
@@ -81,8 +96,9 @@ impl LaneHandle {
     /// for it first, so records never overtake each other at the callback,
     /// and only then calls `open`: the handles of one partition's queue
     /// share librdkafka state, so the predecessor's must be gone first.
-    pub fn spawn<Q, F>(
+    pub(crate) fn spawn<Q, F>(
         connector: Arc<Connector>,
+        limit: Arc<ConcurrencyLimit>,
         offsets: Arc<dyn OffsetSink>,
         topic: String,
         partition: i32,
@@ -95,30 +111,32 @@ impl LaneHandle {
     {
         let next_offset = Arc::new(AtomicI64::new(-1));
         let stop = connector.halt_token().child_token();
-        let guest = connector.guests.lane();
-        let sender = connector
-            .sink
-            .lane(if connector.guests.decide_reads_response_headers() {
-                ResponseHeaders::Keep
-            } else {
-                ResponseHeaders::Drop
-            });
+        let settings = connector.config.delivery;
         let lane = Lane {
             pause: connector.pause_watch(),
-            connector,
-            offsets,
-            progress: PartitionProgress::default(),
-            next_offset: next_offset.clone(),
             stop: stop.clone(),
-            topic,
-            partition,
+            max_pending: settings.max_pending_records,
+            delivery: RecordDelivery::new(connector.clone(), stop.clone(), limit),
+            schedule: Schedule {
+                rule: KeyRule::new(settings.ordering, settings.null_keys),
+                keys: KeyQueues::default(),
+                ready: VecDeque::new(),
+                pending: 0,
+                progress: PartitionProgress::default(),
+                shown: Shown::default(),
+                next_offset: next_offset.clone(),
+                offsets,
+                connector,
+                topic,
+                partition,
+            },
         };
         let join = crate::lane_threads::spawn(async move {
             if let Some(previous) = predecessor {
                 let _ = previous.await;
             }
             if let Some(queue) = open() {
-                lane.run(guest, sender, queue).await;
+                lane.run(queue).await;
             }
         });
         Self {
@@ -151,341 +169,166 @@ impl LanePosition {
     }
 }
 
-/// How one record ended.
-enum RecordOutcome {
-    /// Finished: its offset may be committed.
-    Finished,
-    /// Not finished because the lane is stopping; it is read again later.
-    Abandoned,
-    /// Not finished; the connector must fail with this reason.
-    Failed(String),
+/// A lane task: the records in delivery borrow `delivery`, while the loop
+/// owns `schedule`.
+struct Lane {
+    delivery: RecordDelivery,
+    schedule: Schedule,
+    pause: tokio::sync::watch::Receiver<bool>,
+    stop: CancellationToken,
+    /// `delivery.max.pending.records`.
+    max_pending: usize,
 }
 
-/// The lane task's state (its guest instance is kept apart: a wasmtime
-/// `Store` is not `Sync`).
-struct Lane {
+impl Lane {
+    /// Reads, starts and finishes records until the lane stops, then waits
+    /// for the records in delivery: each finishes its attempt in flight,
+    /// and a record that would wait for another is abandoned, uncommitted.
+    async fn run<Q: RecordQueue>(self, mut queue: Q) {
+        let Lane {
+            delivery,
+            mut schedule,
+            mut pause,
+            stop,
+            max_pending,
+        } = self;
+        let start = |key: OrderKey, consumed: ConsumedRecord| {
+            let delivery = &delivery;
+            async move {
+                let outcome = delivery.deliver(&consumed).await;
+                (key, consumed.record.offset, outcome)
+            }
+        };
+        let mut running = FuturesUnordered::new();
+        let mut stopping = false;
+        // After a consumer error, reading waits until then.
+        let mut read_after: Option<Instant> = None;
+        loop {
+            let paused = *pause.borrow();
+            if !stopping && !paused {
+                while let Some((key, consumed)) = schedule.ready.pop_front() {
+                    running.push(start(key, consumed));
+                }
+            }
+            if stopping && running.is_empty() {
+                break;
+            }
+            let can_read =
+                !stopping && !paused && read_after.is_none() && schedule.pending < max_pending;
+            tokio::select! {
+                biased;
+                Some((key, offset, outcome)) = running.next(), if !running.is_empty() => {
+                    match outcome {
+                        RecordOutcome::Finished => schedule.finish(key, offset),
+                        RecordOutcome::Abandoned => stopping = true,
+                        RecordOutcome::Failed(reason) => {
+                            schedule.connector.fail(reason);
+                            stopping = true;
+                        }
+                    }
+                }
+                () = stop.cancelled(), if !stopping => stopping = true,
+                changed = pause.changed(), if !stopping => stopping = changed.is_err(),
+                () = tokio::time::sleep_until(read_after.unwrap_or_else(Instant::now)), if read_after.is_some() => {
+                    read_after = None;
+                }
+                next = queue.next(), if can_read => match next {
+                    Ok(consumed) => schedule.read(consumed),
+                    Err(error) => {
+                        tracing::warn!(connector = %schedule.connector.name(), topic = %schedule.topic,
+                            partition = schedule.partition, %error, "Kafka consumer error");
+                        read_after = Some(Instant::now() + CONSUMER_ERROR_PAUSE);
+                    }
+                },
+            }
+        }
+        schedule.forget();
+    }
+}
+
+/// A lane's bookkeeping: which records wait, which may start, and how far
+/// the partition is finished.
+struct Schedule {
     connector: Arc<Connector>,
-    pause: tokio::sync::watch::Receiver<bool>,
     offsets: Arc<dyn OffsetSink>,
-    /// The records read and finished; the source of `next_offset`.
+    rule: KeyRule,
+    /// Records read behind a key that has one in delivery.
+    keys: KeyQueues<ConsumedRecord>,
+    /// Records that may start, in the order they became startable.
+    ready: VecDeque<(OrderKey, ConsumedRecord)>,
+    /// Records read and not finished (waiting, ready or in delivery).
+    pending: usize,
     progress: PartitionProgress,
+    /// What this lane added to the connector's gauges.
+    shown: Shown,
     next_offset: Arc<AtomicI64>,
-    stop: CancellationToken,
     topic: String,
     partition: i32,
 }
 
-impl Lane {
-    async fn run<Q: RecordQueue>(
-        mut self,
-        mut guest: LaneGuests,
-        mut sender: LaneSender,
-        mut queue: Q,
-    ) {
-        loop {
-            let consumed = tokio::select! {
-                biased;
-                () = self.stop.cancelled() => break,
-                next = queue.next() => match next {
-                    Ok(consumed) => consumed,
-                    Err(error) => {
-                        tracing::warn!(connector = %self.connector.name(), topic = %self.topic,
-                            partition = self.partition, %error, "Kafka consumer error");
-                        if !self.sleep(CONSUMER_ERROR_PAUSE).await {
-                            break;
-                        }
-                        continue;
-                    }
-                },
-            };
-            // A record read just as the connector was paused waits here.
-            if !self.wait_while_paused().await {
-                break;
-            }
-            self.progress.read(consumed.record.offset);
-            match self.process(&mut guest, &mut sender, &consumed).await {
-                RecordOutcome::Finished => {
-                    if let Some(next) = self.progress.finish(consumed.record.offset) {
-                        self.next_offset.store(next, Ordering::Release);
-                        self.offsets.store(&self.topic, self.partition, next);
-                    }
-                }
-                RecordOutcome::Abandoned => break,
-                RecordOutcome::Failed(reason) => {
-                    self.connector.fail(reason);
-                    break;
-                }
-            }
+/// This lane's share of the connector's summed gauges.
+#[derive(Default)]
+struct Shown {
+    pending: i64,
+    uncommitted: i64,
+}
+
+impl Schedule {
+    /// A record was read: it starts now or waits behind its key.
+    fn read(&mut self, consumed: ConsumedRecord) {
+        self.progress.read(consumed.record.offset);
+        self.pending += 1;
+        let key = self.rule.order_key(consumed.record.key.as_deref());
+        if let Some(startable) = self.keys.push(key, consumed) {
+            self.ready.push_back((key, startable));
         }
+        self.show();
     }
 
-    /// Holds the lane at a record boundary while the connector is paused;
-    /// false when the lane must stop instead.
-    async fn wait_while_paused(&mut self) -> bool {
-        if !*self.pause.borrow() {
-            return true;
+    /// A record finished: its key's next record may start, and the commit
+    /// mark may move.
+    fn finish(&mut self, key: OrderKey, offset: i64) {
+        self.pending -= 1;
+        if let Some(next) = self.keys.finish(key) {
+            self.ready.push_back((key, next));
         }
-        tokio::select! {
-            biased;
-            () = self.stop.cancelled() => false,
-            resumed = self.pause.wait_for(|paused| !*paused) => resumed.is_ok(),
+        if let Some(mark) = self.progress.finish(offset) {
+            self.next_offset.store(mark, Ordering::Release);
+            self.offsets.store(&self.topic, self.partition, mark);
         }
+        self.show();
     }
 
-    async fn process(
-        &self,
-        guest: &mut LaneGuests,
-        sender: &mut LaneSender,
-        consumed: &ConsumedRecord,
-    ) -> RecordOutcome {
-        let record = &consumed.record;
-        let stats = &self.connector.stats;
-        if !self.wait_for_delay(consumed).await {
-            return RecordOutcome::Abandoned;
+    /// Brings the connector's gauges up to date with this lane.
+    fn show(&mut self) {
+        let gauges = &self.connector.stats.delivery;
+        let pending = i64::try_from(self.pending).unwrap_or(i64::MAX);
+        let uncommitted = self.progress.uncommitted();
+        if pending != self.shown.pending {
+            gauges
+                .pending
+                .fetch_add(pending - self.shown.pending, Ordering::Relaxed);
         }
-        if record.value.is_none() {
-            match self.connector.config.null_values {
-                NullValueBehavior::Ignore => {
-                    tracing::warn!(connector = %self.connector.name(), topic = %record.topic, partition = record.partition,
-                        offset = record.offset, "skipping a record with a null value (behavior.on.null.values=ignore)");
-                    ConnectorStats::bump(&stats.skipped);
-                    return RecordOutcome::Finished;
-                }
-                NullValueBehavior::Fail => {
-                    return RecordOutcome::Failed(format!(
-                        "record {}/{}/{} has a null value and behavior.on.null.values=fail",
-                        record.topic, record.partition, record.offset
-                    ));
-                }
-                NullValueBehavior::Send => {}
-            }
+        if uncommitted != self.shown.uncommitted {
+            gauges
+                .uncommitted
+                .fetch_add(uncommitted - self.shown.uncommitted, Ordering::Relaxed);
         }
-        let started = Instant::now();
-        let transformed = match guest.transform(record).await {
-            Err(error) if error.is_call_failure() => {
-                self.note_retrying(record, &error);
-                guest.transform(record).await
-            }
-            other => other,
+        self.shown = Shown {
+            pending,
+            uncommitted,
         };
-        stats
-            .guest_calls
-            .record(GuestExport::Transform, started.elapsed());
-        let request = match transformed {
-            Err(error) => return self.guest_failed(record, error, 0, None).await,
-            Ok(TransformOutcome::Skip) => {
-                ConnectorStats::bump(&stats.skipped);
-                return RecordOutcome::Finished;
-            }
-            Ok(TransformOutcome::Error(error)) => {
-                let reason = format!("the guest refused the record: {}", error.message);
-                return match error.kind {
-                    ErrorKind::InvalidRecord => self.give_up(record, &reason, 0, None).await,
-                    ErrorKind::Fatal => RecordOutcome::Failed(self.describe(record, &reason)),
-                };
-            }
-            Ok(TransformOutcome::Deliver(request)) => request,
-        };
-        let prepared = match self
-            .connector
-            .sink
-            .prepare(self.connector.name(), record, request)
-        {
-            Ok(prepared) => prepared,
-            Err(error) => {
-                return RecordOutcome::Failed(
-                    self.describe(record, &format!("the guest's request is invalid: {error}")),
-                );
-            }
-        };
-        self.deliver(guest, sender, record, &prepared).await
     }
 
-    /// Sends attempts until the guest accepts, gives up or stops.
-    async fn deliver(
-        &self,
-        guest: &mut LaneGuests,
-        sender: &mut LaneSender,
-        record: &KafkaRecord,
-        request: &PreparedRequest,
-    ) -> RecordOutcome {
-        let stats = &self.connector.stats;
-        let reference = RecordRef {
-            topic: record.topic.clone(),
-            partition: record.partition,
-            offset: record.offset,
-        };
-        let started = Instant::now();
-        let mut attempt: u32 = 0;
-        loop {
-            attempt += 1;
-            let sent = Instant::now();
-            let outcome = sender.send(request).await;
-            let last_status = match &outcome {
-                AttemptOutcome::Response(response) => Some(response.status),
-                AttemptOutcome::Transport(_) => None,
-            };
-            // One clock read serves the attempt's duration, the record's
-            // elapsed time and the start of `decide`.
-            let answered = Instant::now();
-            stats.attempts.record(last_status, answered - sent);
-            let info = AttemptInfo {
-                attempt,
-                elapsed_ms: (answered - started)
-                    .as_millis()
-                    .try_into()
-                    .unwrap_or(u64::MAX),
-            };
-            let decided = match guest.decide(&reference, &outcome, info).await {
-                Err(error) if error.is_call_failure() => {
-                    self.note_retrying(record, &error);
-                    guest.decide(&reference, &outcome, info).await
-                }
-                other => other,
-            };
-            stats
-                .guest_calls
-                .record(GuestExport::Decide, answered.elapsed());
-            let decision = match decided {
-                Ok(decision) => decision,
-                Err(error) => return self.guest_failed(record, error, attempt, last_status).await,
-            };
-            match decision {
-                RetryDecision::Accept => {
-                    ConnectorStats::bump(&stats.delivered);
-                    tracing::debug!(connector = %self.connector.name(), topic = %record.topic, partition = record.partition,
-                        offset = record.offset, attempt, status = ?last_status, "delivered");
-                    return RecordOutcome::Finished;
-                }
-                RetryDecision::RetryAfter(wait_ms) => {
-                    ConnectorStats::bump(&stats.retried);
-                    tracing::info!(connector = %self.connector.name(), topic = %record.topic, partition = record.partition,
-                        offset = record.offset, attempt, status = ?last_status, wait_ms, "will retry");
-                    if !self.sleep(Duration::from_millis(wait_ms)).await {
-                        return RecordOutcome::Abandoned;
-                    }
-                }
-                RetryDecision::Drop(reason) | RetryDecision::DeadLetter(reason) => {
-                    return self.give_up(record, &reason, attempt, last_status).await;
-                }
-                RetryDecision::Stop(reason) => {
-                    return RecordOutcome::Failed(self.describe(record, &reason));
-                }
-            }
-        }
-    }
-
-    /// Finishes a record the connector gives up on: to the dead-letter topic
-    /// if there is one (and it acknowledges), otherwise dropped and logged.
-    async fn give_up(
-        &self,
-        record: &KafkaRecord,
-        reason: &str,
-        attempts: u32,
-        last_status: Option<u16>,
-    ) -> RecordOutcome {
-        let stats = &self.connector.stats;
-        let name = self.connector.name();
-        let Some(dead_letter) = &self.connector.dead_letter else {
-            tracing::error!(connector = %name, topic = %record.topic, partition = record.partition, offset = record.offset,
-                attempts, %reason, "Dropping the message: no dead-letter topic is configured");
-            ConnectorStats::bump(&stats.dropped);
-            return RecordOutcome::Finished;
-        };
-        let context = DeadLetterContext {
-            connector: name,
-            attempts,
-            last_status,
-            reason,
-        };
-        match dead_letter.send(record, context).await {
-            Ok(()) => {
-                tracing::warn!(connector = %name, topic = %record.topic, partition = record.partition, offset = record.offset,
-                    attempts, %reason, dead_letter_topic = %dead_letter.topic(), "record sent to the dead-letter topic");
-                ConnectorStats::bump(&stats.dead_lettered);
-                RecordOutcome::Finished
-            }
-            Err(error) => {
-                RecordOutcome::Failed(self.describe(record, &format!("{reason}; then {error}")))
-            }
-        }
-    }
-
-    /// Logs a failed guest call that is about to be tried once more on a
-    /// fresh instance, and counts it towards the crash-loop breaker.
-    fn note_retrying(&self, record: &KafkaRecord, error: &GuestError) {
-        tracing::warn!(connector = %self.connector.name(), topic = %record.topic, partition = record.partition,
-            offset = record.offset, %error, "guest call failed; trying once more on a fresh instance");
-        self.connector.note_guest_failure();
-    }
-
-    /// A guest call failed twice (or could not be made): the connector's
-    /// `guest.errors` policy decides, unless the guest is crash-looping.
-    async fn guest_failed(
-        &self,
-        record: &KafkaRecord,
-        error: GuestError,
-        attempts: u32,
-        last_status: Option<u16>,
-    ) -> RecordOutcome {
-        if !error.is_call_failure() {
-            return RecordOutcome::Failed(self.describe(record, &error.to_string()));
-        }
-        if self.connector.note_guest_failure() {
-            let reason = format!(
-                "the guest failed {CRASH_LOOP_FAILURES} times within {}s, last: {error}",
-                CRASH_LOOP_WINDOW.as_secs()
-            );
-            return RecordOutcome::Failed(self.describe(record, &reason));
-        }
-        match self.connector.config.guest.errors {
-            GuestErrorPolicy::Stop => {
-                RecordOutcome::Failed(self.describe(record, &error.to_string()))
-            }
-            GuestErrorPolicy::DeadLetter | GuestErrorPolicy::Drop => {
-                self.give_up(record, &error.to_string(), attempts, last_status)
-                    .await
-            }
-        }
-    }
-
-    /// Waits until `request.delay.sec` after the record's timestamp (or after
-    /// it was read, without one); false if the lane must stop first.
-    async fn wait_for_delay(&self, consumed: &ConsumedRecord) -> bool {
-        let delay = self.connector.config.request_delay;
-        if delay.is_zero() {
-            return true;
-        }
-        let record = &consumed.record;
-        let base = match record.timestamp_type {
-            TimestampType::NotAvailable => consumed.read_at,
-            _ if record.timestamp_ms < 0 => consumed.read_at,
-            // A timestamp from a producer clock running ahead counts as "now".
-            _ => (UNIX_EPOCH + Duration::from_millis(record.timestamp_ms.unsigned_abs()))
-                .min(consumed.read_at),
-        };
-        match (base + delay).duration_since(SystemTime::now()) {
-            Ok(wait) => self.sleep(wait).await,
-            Err(_) => true,
-        }
-    }
-
-    /// Sleeps unless the lane is stopping; false when it must stop.
-    async fn sleep(&self, duration: Duration) -> bool {
-        if self.stop.is_cancelled() {
-            return false;
-        }
-        tokio::select! {
-            biased;
-            () = self.stop.cancelled() => false,
-            () = tokio::time::sleep(duration) => true,
-        }
-    }
-
-    fn describe(&self, record: &KafkaRecord, reason: &str) -> String {
-        format!(
-            "record {}/{}/{}: {reason}",
-            record.topic, record.partition, record.offset
-        )
+    /// Takes this lane's share out of the connector's gauges as it ends.
+    fn forget(&mut self) {
+        let gauges = &self.connector.stats.delivery;
+        gauges
+            .pending
+            .fetch_sub(self.shown.pending, Ordering::Relaxed);
+        gauges
+            .uncommitted
+            .fetch_sub(self.shown.uncommitted, Ordering::Relaxed);
+        self.shown = Shown::default();
     }
 }

@@ -65,6 +65,15 @@ impl PartitionProgress {
         self.mark()
     }
 
+    /// Offsets between the mark and one past the highest offset read: what
+    /// a crash now could send again.
+    pub(crate) fn uncommitted(&self) -> i64 {
+        match (self.mark(), self.read_end) {
+            (Some(mark), Some(end)) => end - mark,
+            _ => 0,
+        }
+    }
+
     /// The offset to commit: every record below it is finished. `None`
     /// before the first record is read.
     pub(crate) fn mark(&self) -> Option<i64> {

@@ -1,0 +1,387 @@
+//! How many requests one connector may have in flight across its partitions.
+//!
+//! `fixed`: `delivery.max.in.flight.total`. `adaptive`: an additive-increase,
+//! multiplicative-decrease limit in the manner of Vector's adaptive request
+//! concurrency, so that a failing endpoint is not met by every parked key
+//! retrying at once. Attempts are grouped in windows of about one round
+//! trip (at least [`MIN_WINDOW`]); at the end of each window:
+//!
+//! - when at least half of its attempts failed for endpoint-wide reasons
+//!   (transport errors and 429, 502, 503, 504), the limit halves;
+//! - else, when the mean round trip of its healthy attempts is more than
+//!   twice the running average (and [`LATENCY_FLOOR`] more), the limit
+//!   shrinks by a tenth;
+//! - else, when the limit was reached during the window, it grows: doubling
+//!   until the first decrease (slow start), then by one.
+//!
+//! A failure that belongs to one record (a few 503s among many successes)
+//! therefore parks only its key and leaves the limit alone.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use crate::config::{Concurrency, DeliverySettings};
+use crate::guest::bindings::AttemptOutcome;
+
+/// The shortest adaptive window.
+const MIN_WINDOW: Duration = Duration::from_millis(10);
+/// Latency rises smaller than this are noise (a loopback receiver's round
+/// trip doubles with any scheduling hiccup).
+const LATENCY_FLOOR: Duration = Duration::from_millis(1);
+/// Weight of the newest window in the running round-trip average.
+const EWMA_ALPHA: f64 = 0.4;
+
+/// Whether an attempt says something about the endpoint as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signal {
+    /// An answer that does not point at an overloaded or missing endpoint.
+    Healthy,
+    /// A transport error or 429, 502, 503 or 504.
+    Congested,
+}
+
+impl Signal {
+    pub(crate) fn of(outcome: &AttemptOutcome) -> Self {
+        match outcome {
+            AttemptOutcome::Transport(_) => Signal::Congested,
+            AttemptOutcome::Response(response) => match response.status {
+                429 | 502 | 503 | 504 => Signal::Congested,
+                _ => Signal::Healthy,
+            },
+        }
+    }
+}
+
+/// A connector's request limit, shared by its partition lanes.
+pub(crate) struct ConcurrencyLimit {
+    state: Mutex<State>,
+    available: Notify,
+}
+
+struct State {
+    in_flight: usize,
+    control: Control,
+}
+
+enum Control {
+    Fixed(usize),
+    Adaptive(Aimd),
+}
+
+impl Control {
+    fn limit(&self) -> usize {
+        match self {
+            Control::Fixed(limit) => *limit,
+            Control::Adaptive(aimd) => aimd.limit,
+        }
+    }
+}
+
+impl ConcurrencyLimit {
+    pub(crate) fn new(settings: &DeliverySettings) -> Arc<Self> {
+        let control = match settings.concurrency {
+            Concurrency::Fixed => Control::Fixed(settings.max_in_flight_total),
+            Concurrency::Adaptive => Control::Adaptive(Aimd::new(settings.max_in_flight_total)),
+        };
+        Arc::new(Self {
+            state: Mutex::new(State {
+                in_flight: 0,
+                control,
+            }),
+            available: Notify::new(),
+        })
+    }
+
+    /// The current limit.
+    pub(crate) fn limit(&self) -> usize {
+        self.lock().control.limit()
+    }
+
+    /// Waits until one more request may be sent.
+    pub(crate) async fn acquire(self: &Arc<Self>) -> Permit {
+        loop {
+            let notified = self.available.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut state = self.lock();
+                let limit = state.control.limit();
+                if state.in_flight < limit {
+                    state.in_flight += 1;
+                    let full = state.in_flight >= limit;
+                    if let Control::Adaptive(aimd) = &mut state.control
+                        && full
+                    {
+                        aimd.reached = true;
+                    }
+                    return Permit {
+                        limit: self.clone(),
+                        started: Instant::now(),
+                        outcome: None,
+                    };
+                }
+            }
+            notified.await;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn release(&self, report: Option<(Signal, Instant, Instant)>) {
+        let freed = {
+            let mut state = self.lock();
+            state.in_flight -= 1;
+            let before = state.control.limit();
+            if let (Control::Adaptive(aimd), Some((signal, started, now))) =
+                (&mut state.control, report)
+            {
+                aimd.on_done(now, now.saturating_duration_since(started), signal);
+            }
+            let after = state.control.limit();
+            after
+                .saturating_sub(state.in_flight)
+                .min(1 + after.saturating_sub(before))
+        };
+        for _ in 0..freed {
+            self.available.notify_one();
+        }
+    }
+}
+
+/// One request's share of the limit; released when reported or dropped.
+pub(crate) struct Permit {
+    limit: Arc<ConcurrencyLimit>,
+    started: Instant,
+    /// How the attempt went, once reported.
+    outcome: Option<(Signal, Instant)>,
+}
+
+impl Permit {
+    /// Releases the permit, telling the adaptive limit how the attempt went.
+    pub(crate) fn report(mut self, signal: Signal, now: Instant) {
+        self.outcome = Some((signal, now));
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.limit.release(
+            self.outcome
+                .map(|(signal, now)| (signal, self.started, now)),
+        );
+    }
+}
+
+/// The adaptive limit's arithmetic, apart from locking and waking.
+#[derive(Debug)]
+struct Aimd {
+    limit: usize,
+    max: usize,
+    slow_start: bool,
+    window_end: Option<Instant>,
+    done: u32,
+    congested: u32,
+    healthy_rtt: Duration,
+    /// Whether the limit was reached during the window.
+    reached: bool,
+    /// Running average of the windows' mean round trips, in seconds.
+    past_rtt: Option<f64>,
+}
+
+impl Aimd {
+    fn new(max: usize) -> Self {
+        Self {
+            limit: 1,
+            max,
+            slow_start: true,
+            window_end: None,
+            done: 0,
+            congested: 0,
+            healthy_rtt: Duration::ZERO,
+            reached: false,
+            past_rtt: None,
+        }
+    }
+
+    fn window(&self) -> Duration {
+        self.past_rtt.map_or(MIN_WINDOW, |rtt| {
+            Duration::from_secs_f64(rtt).max(MIN_WINDOW)
+        })
+    }
+
+    fn on_done(&mut self, now: Instant, rtt: Duration, signal: Signal) {
+        self.done += 1;
+        match signal {
+            Signal::Congested => self.congested += 1,
+            Signal::Healthy => self.healthy_rtt += rtt,
+        }
+        let end = *self.window_end.get_or_insert(now + self.window());
+        if now < end {
+            return;
+        }
+        let healthy = self.done - self.congested;
+        let mean = (healthy > 0).then(|| self.healthy_rtt.as_secs_f64() / f64::from(healthy));
+        if self.congested * 2 >= self.done {
+            self.limit = (self.limit / 2).max(1);
+            self.slow_start = false;
+        } else if let (Some(mean), Some(past)) = (mean, self.past_rtt)
+            && mean > past * 2.0
+            && mean - past > LATENCY_FLOOR.as_secs_f64()
+        {
+            self.limit = (self.limit - self.limit / 10).saturating_sub(1).max(1);
+            self.slow_start = false;
+        } else if self.reached {
+            self.limit = if self.slow_start {
+                self.limit * 2
+            } else {
+                self.limit + 1
+            }
+            .min(self.max);
+        }
+        if let Some(mean) = mean {
+            self.past_rtt = Some(
+                self.past_rtt
+                    .map_or(mean, |past| past * (1.0 - EWMA_ALPHA) + mean * EWMA_ALPHA),
+            );
+        }
+        self.done = 0;
+        self.congested = 0;
+        self.healthy_rtt = Duration::ZERO;
+        self.reached = false;
+        self.window_end = Some(now + self.window());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `windows` windows of `per_window` attempts each, `congested` of
+    /// them congested, all with round trip `rtt`, the limit reached in each.
+    fn run(
+        aimd: &mut Aimd,
+        start: Instant,
+        windows: u32,
+        per_window: u32,
+        congested: u32,
+        rtt: Duration,
+    ) -> Instant {
+        let mut now = start;
+        for _ in 0..windows {
+            for i in 0..per_window {
+                aimd.reached = true;
+                let signal = if i < congested {
+                    Signal::Congested
+                } else {
+                    Signal::Healthy
+                };
+                aimd.on_done(now, rtt, signal);
+            }
+            now += aimd.window() + Duration::from_millis(1);
+            aimd.reached = true;
+            aimd.on_done(now, rtt, Signal::Healthy);
+        }
+        now
+    }
+
+    #[test]
+    fn slow_start_doubles_up_to_the_cap() {
+        let mut aimd = Aimd::new(100);
+        run(
+            &mut aimd,
+            Instant::now(),
+            10,
+            4,
+            0,
+            Duration::from_millis(5),
+        );
+        assert_eq!(aimd.limit, 100);
+    }
+
+    #[test]
+    fn a_dead_endpoint_halves_the_limit_down_to_one() {
+        let mut aimd = Aimd::new(512);
+        let now = run(&mut aimd, Instant::now(), 9, 4, 0, Duration::from_millis(5));
+        assert_eq!(aimd.limit, 512);
+        run(&mut aimd, now, 12, 10, 10, Duration::from_millis(5));
+        assert_eq!(aimd.limit, 1);
+    }
+
+    #[test]
+    fn a_few_record_failures_leave_the_limit_alone() {
+        let mut aimd = Aimd::new(512);
+        let now = run(
+            &mut aimd,
+            Instant::now(),
+            9,
+            20,
+            0,
+            Duration::from_millis(5),
+        );
+        assert_eq!(aimd.limit, 512);
+        // One in twenty congested (5% of 503s): no decrease.
+        run(&mut aimd, now, 20, 20, 1, Duration::from_millis(5));
+        assert_eq!(aimd.limit, 512);
+    }
+
+    #[test]
+    fn rising_latency_shrinks_and_then_the_limit_grows_by_one() {
+        let mut aimd = Aimd::new(512);
+        let now = run(&mut aimd, Instant::now(), 6, 4, 0, Duration::from_millis(5));
+        let grown = aimd.limit;
+        let now = run(&mut aimd, now, 1, 4, 0, Duration::from_millis(50));
+        assert!(aimd.limit < grown, "{} after {grown}", aimd.limit);
+        assert!(!aimd.slow_start);
+        // Once the average has caught up with 50 ms, it is steady again:
+        // one more per window.
+        let now = run(&mut aimd, now, 5, 4, 0, Duration::from_millis(50));
+        let steady = aimd.limit;
+        run(&mut aimd, now, 3, 4, 0, Duration::from_millis(50));
+        assert_eq!(aimd.limit, steady + 3);
+    }
+
+    #[test]
+    fn loopback_jitter_is_not_a_latency_rise() {
+        let mut aimd = Aimd::new(512);
+        let now = run(
+            &mut aimd,
+            Instant::now(),
+            4,
+            4,
+            0,
+            Duration::from_micros(100),
+        );
+        let grown = aimd.limit;
+        run(&mut aimd, now, 1, 4, 0, Duration::from_micros(400));
+        assert!(aimd.limit >= grown);
+    }
+
+    #[tokio::test]
+    async fn permits_wait_for_the_limit_and_come_back_when_dropped() {
+        let settings = DeliverySettings {
+            max_in_flight_total: 2,
+            ..DeliverySettings::default()
+        };
+        let limit = ConcurrencyLimit::new(&settings);
+        let first = limit.acquire().await;
+        let second = limit.acquire().await;
+        let third = tokio::spawn({
+            let limit = limit.clone();
+            async move { limit.acquire().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!third.is_finished());
+        drop(first);
+        let third = tokio::time::timeout(Duration::from_secs(1), third)
+            .await
+            .expect("a freed permit wakes the waiter")
+            .expect("no panic");
+        second.report(Signal::Healthy, Instant::now());
+        third.report(Signal::Congested, Instant::now());
+        assert_eq!(limit.lock().in_flight, 0);
+    }
+}
