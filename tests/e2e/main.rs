@@ -9,6 +9,7 @@ mod support;
 mod dead_letters;
 mod delivery;
 mod guests;
+mod key_order;
 mod lifecycle;
 mod messengers;
 mod rest;
