@@ -46,7 +46,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ALL_SCENARIOS=(clean partitions-1 value-1k envelope-guest retry-503 slow-5ms connectors-20 isolation soak)
+ALL_SCENARIOS=(clean partitions-1 value-1k envelope-guest retry-503 slow-5ms connectors-20 isolation soak
+    clean-key slow-5ms-key retry-503-key hot-key)
 SMOKE_SCENARIOS=(clean retry-503 soak)
 KEYS=1200
 WRK_CONNECTIONS=12
@@ -300,6 +301,7 @@ write_config() {
             printf 'callback.request.headers = { "Content-Type" = "application/json" }\n'
             [ -z "$backoff" ] || printf 'retry.backoff.sec = "%s"\n' "$backoff"
             [ -z "$guest_path" ] || printf 'guest.path = "%s"\n' "$guest_path"
+            [ -z "$ordering" ] || printf 'delivery.ordering = "%s"\n' "$ordering"
         done
         if [ -n "$busy_guest" ]; then
             # Never calls back: every record is skipped after its busy spell.
@@ -338,6 +340,7 @@ build_test_guests() {
 # Sets the parameters of scenario $1.
 configure() {
     topics=1 partitions=12 value_size=256 fail_fraction=0 delay_ms=0 backoff="" guest_path="" busy_guest=""
+    ordering="" hot_key=""
     case "$1" in
         clean) ;;
         partitions-1) partitions=1 ;;
@@ -351,6 +354,12 @@ configure() {
         connectors-20) topics=20 ;;
         isolation) busy_guest="$(build_test_guests)" ;;
         soak) fail_fraction=0.01 backoff="0.1,0.1,0.1,0.1,0.1" ;;
+        # delivery.ordering = key with its defaults: 64 requests in flight per
+        # partition (768 for 12 partitions), adaptive concurrency.
+        clean-key) ordering=key ;;
+        slow-5ms-key) ordering=key delay_ms=5 ;;
+        retry-503-key) ordering=key fail_fraction=0.05 backoff="0.1,0.1,0.1,0.1,0.1" ;;
+        hot-key) ordering=key hot_key=1 ;;
         *) die "unknown scenario $1 (known: ${ALL_SCENARIOS[*]})" ;;
     esac
 }
@@ -396,7 +405,7 @@ start_broker() {
 load() {
     local log_name="$1"; shift
     "$BIN/bench-load" produce --brokers "127.0.0.1:$BROKER_PORT" --topics "$TOPIC_LIST" --partitions "$partitions" \
-        --keys "$KEYS" --value-size "$value_size" "$@" >"$dir/$log_name.log" 2>&1 ||
+        --keys "$KEYS" --value-size "$value_size" ${hot_key:+--hot-key} "$@" >"$dir/$log_name.log" 2>&1 ||
         die "bench-load failed; see $dir/$log_name.log"
     log "$name: $(cat "$dir/$log_name.log")"
 }
@@ -406,7 +415,11 @@ load() {
 # many connections as lanes, to a receiver just as slow. Sets LIMIT and
 # OWN_LIMIT ("-" when not measured).
 measure_limits() {
-    local connections=$((topics * partitions < WRK_CONNECTIONS ? topics * partitions : WRK_CONNECTIONS))
+    local lanes=$((topics * partitions)) connections
+    # In key order each partition may have 64 requests in flight.
+    [ -z "$ordering" ] || lanes=$((lanes * 64))
+    connections=$((lanes < WRK_CONNECTIONS ? lanes : WRK_CONNECTIONS))
+    [ -z "$ordering" ] || [ "$delay_ms" = 0 ] || connections=$lanes
     LIMIT=- OWN_LIMIT=-
     [ "$smoke" = 0 ] || return 0
     measure_limit "$value_size" "$WRK_CONNECTIONS"
@@ -514,6 +527,7 @@ finish_scenario() {
     [ "$LIMIT" = - ] || ratio="$(calc "$RATE / $LIMIT")"
     [ "$OWN_LIMIT" = - ] || own_ratio="$(calc "$RATE / $OWN_LIMIT")" own_cell="$OWN_LIMIT ($own_ratio)"
     RESULT[$name.rate]=$RATE RESULT[$name.ratio]=$ratio RESULT[$name.cpu]=$CPU_US RESULT[$name.rss]=$PEAK_RSS
+    RESULT[$name.own_ratio]=$own_ratio
     RESULT[$name.ready]=$READY_MS RESULT[$name.p99]=$P99 RESULT[$name.floor_p99]=$FLOOR_P99
     printf 'RESULT scenario=%s records=%s rate=%s/s limit=%s ratio=%s own_limit=%s own_ratio=%s from_start=%s/s cpu_us_per_record=%s peak_rss_mib=%s ready_ms=%s assigned_ms=%s latency_rate=%s/s p50_ms=%s p99_ms=%s floor_p99_ms=%s broker_ack_p99_ms=%s missing=%s duplicates=%s order_violations=%s exit=%s status=%s\n' \
         "$name" "$EXPECTED" "$RATE" "$LIMIT" "$ratio" "$OWN_LIMIT" "$own_ratio" "$FROM_START" "$CPU_US" "$PEAK_RSS" \
@@ -676,6 +690,14 @@ check_targets() {
     target "isolation: slowdown next to a busy guest (clean/isolation) <= 1.5" "$isolation" le 1.5
     # No upward trend: the slope's 95% interval reaches down to 0 or below.
     target "soak: RSS slope after warm-up, 95% low end (MiB/M) <= 0" "${RESULT[soak.slope_low]:-}" le 0
+    local ratio_of
+    ratio_of() { [ -n "${RESULT[$1]:-}" ] && [ -n "${RESULT[$2]:-}" ] && calc "${RESULT[$1]} / ${RESULT[$2]}"; }
+    target "slow-5ms-key: ratio to its own limit (wrk, 768 conns) >= 0.40" "${RESULT[slow-5ms-key.own_ratio]:-}" ge 0.40
+    target "slow-5ms-key: rate / slow-5ms rate >= 15" "$(ratio_of slow-5ms-key.rate slow-5ms.rate)" ge 15
+    target "retry-503-key: rate / clean-key rate >= 0.6" "$(ratio_of retry-503-key.rate clean-key.rate)" ge 0.6
+    target "clean-key: rate / clean rate >= 0.9" "$(ratio_of clean-key.rate clean.rate)" ge 0.9
+    target "clean-key: CPU per record / clean's <= 1.15" "$(ratio_of clean-key.cpu clean.cpu)" le 1.15
+    target "slow-5ms-key: peak RSS (768 in flight) <= 150 MiB" "${RESULT[slow-5ms-key.rss]:-}" le 150
 }
 
 log "results in $OUT; machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -18,7 +18,9 @@ use std::fmt::Write as _;
 /// topics`. Its key is `index % keys` and its sequence number `index / keys`,
 /// so keys take turns and each key's sequence grows by one per round. Key
 /// `k` lives on partition `k % partitions`, which spreads keys evenly.
-#[derive(Debug, Clone)]
+///
+/// With `hot_key`, key 0 carries every other record (half of them, index
+/// even) and the other keys take turns with the rest.
 pub struct Plan {
     /// The topics, filled in turn.
     pub topics: Vec<String>,
@@ -29,6 +31,8 @@ pub struct Plan {
     /// The per-topic index of the run's first record; a later run starts
     /// past the earlier ones so that every key's sequence keeps growing.
     pub first_index: u64,
+    /// Whether key 0 carries half of the records.
+    pub hot_key: bool,
 }
 
 /// Where one record of a [`Plan`] goes and what it carries.
@@ -50,12 +54,22 @@ impl Plan {
         let topic_count = self.topics.len() as u64;
         let topic = &self.topics[(g % topic_count) as usize];
         let index = self.first_index + g / topic_count;
-        let key = (index % u64::from(self.keys)) as u32;
+        let (key, seq) = match (self.hot_key, index % 2) {
+            (true, 0) => (0, index / 2),
+            (true, _) => {
+                let others = u64::from(self.keys.max(2) - 1);
+                (1 + ((index / 2) % others) as u32, (index / 2) / others)
+            }
+            (false, _) => (
+                (index % u64::from(self.keys)) as u32,
+                index / u64::from(self.keys),
+            ),
+        };
         Placement {
             topic,
             partition: (key % self.partitions) as i32,
             key: format!("{topic}/k{key:04}"),
-            seq: index / u64::from(self.keys),
+            seq,
         }
     }
 }
@@ -190,6 +204,7 @@ mod tests {
             partitions: 3,
             keys: 6,
             first_index: 0,
+            hot_key: false,
         };
         let first = plan.place(0);
         assert_eq!((first.topic, first.partition, first.seq), ("a", 0, 0));
@@ -205,5 +220,34 @@ mod tests {
             ..plan
         };
         assert_eq!(resumed.place(0).seq, 2);
+    }
+
+    #[test]
+    fn a_hot_key_carries_half_of_the_records_with_growing_sequences() {
+        let plan = Plan {
+            topics: vec!["t".into()],
+            partitions: 2,
+            keys: 4,
+            first_index: 0,
+            hot_key: true,
+        };
+        let placed: Vec<(String, u64)> = (0..12)
+            .map(|g| {
+                let p = plan.place(g);
+                (p.key, p.seq)
+            })
+            .collect();
+        let hot: Vec<u64> = placed
+            .iter()
+            .filter(|(k, _)| k == "t/k0000")
+            .map(|(_, s)| *s)
+            .collect();
+        assert_eq!(hot, [0, 1, 2, 3, 4, 5]);
+        let k1: Vec<u64> = placed
+            .iter()
+            .filter(|(k, _)| k == "t/k0001")
+            .map(|(_, s)| *s)
+            .collect();
+        assert_eq!(k1, [0, 1]);
     }
 }

@@ -86,6 +86,9 @@ struct Produce {
     /// Size of each value in bytes.
     #[arg(long, default_value_t = 256)]
     value_size: usize,
+    /// Key 0 carries half of the records; the other keys share the rest.
+    #[arg(long)]
+    hot_key: bool,
     /// Per-topic index of the first record: pass the records already in
     /// each topic so that every key's sequence keeps growing.
     #[arg(long, default_value_t = 0)]
@@ -188,6 +191,7 @@ fn produce(args: Produce) -> anyhow::Result<()> {
         partitions: args.target.partitions,
         keys: args.keys,
         first_index: args.first_index,
+        hot_key: args.hot_key,
     };
     let mut producer = Producer::new(&args.target.brokers, args.rate.is_some())?;
     let started = Instant::now();
