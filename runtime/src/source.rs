@@ -1,10 +1,11 @@
 //! The Kafka side: one consumer (and consumer group) per connector, and one
 //! lane per assigned partition.
 //!
-//! Partitions are delivered concurrently, each strictly in order. Each
-//! assigned partition gets its own librdkafka queue (split from the
-//! consumer's queue as it is assigned), read by its lane one record at a
-//! time, when the lane is ready for it. librdkafka stops fetching a partition
+//! Partitions are delivered concurrently, each in the order its connector's
+//! `delivery.ordering` asks for (see [`crate::delivery`]). Each assigned
+//! partition gets its own librdkafka queue (split from the consumer's queue
+//! as it is assigned), read by its lane one record at a time, while the
+//! lane holds fewer than `delivery.max.pending.records` unfinished ones. librdkafka stops fetching a partition
 //! whose queue holds `queued.max.messages.kbytes` (or `queued.min.messages`),
 //! so a slow lane (a slow callback, a retry wait) holds back only its own
 //! partition, memory stays bounded, and nothing is paused and re-fetched.
@@ -12,9 +13,12 @@
 //! statistics, served by the dispatcher.
 //!
 //! Offsets: `enable.auto.commit=true` with `enable.auto.offset.store=false`.
-//! A lane stores `offset + 1` only when a record is finished, and librdkafka
-//! commits stored offsets periodically, on rebalance and on close. On halt the
-//! dispatcher also commits the lanes' finished positions synchronously.
+//! A lane stores its partition's commit mark (the lowest offset read and not
+//! finished) whenever it moves, and librdkafka commits stored offsets
+//! periodically and on close. On halt the dispatcher also commits the lanes'
+//! finished positions synchronously, and so does a revoke, after waiting (up
+//! to the shutdown grace) for the revoked lanes' attempts in flight: the
+//! partition's next owner then starts after every record delivered.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -29,7 +33,9 @@ use tokio::task::JoinHandle;
 
 use crate::config::Subscription;
 use crate::connector::{Connector, ConnectorStats};
-use crate::delivery::{ConcurrencyLimit, ConsumedRecord, LaneHandle, OffsetSink, RecordQueue};
+use crate::delivery::{
+    ConcurrencyLimit, ConsumedRecord, LaneHandle, LanePosition, OffsetSink, RecordQueue,
+};
 use crate::guest::bindings::{Header, KafkaRecord, TimestampType};
 use crate::kafka::{LogContext, client_config, log_librdkafka};
 
@@ -81,6 +87,9 @@ struct LaneSpawner {
     connector: Arc<Connector>,
     /// The connector's request limit, shared by its lanes.
     limit: Arc<ConcurrencyLimit>,
+    /// How long a revoked lane may finish its attempts before its partition
+    /// is handed over anyway (`shutdown.timeout.sec`).
+    grace: Duration,
     offsets: Arc<dyn OffsetSink>,
     consumer: Weak<SourceConsumer>,
 }
@@ -144,17 +153,70 @@ impl LaneRegistry {
         }
     }
 
-    /// Stops the lanes of revoked partitions after their in-flight attempts.
-    fn revoke(&mut self, partitions: &TopicPartitionList) {
+    /// Stops the lanes of revoked partitions; returns them with how long
+    /// they may take to finish their attempts in flight.
+    fn revoke(&mut self, partitions: &TopicPartitionList) -> (Vec<Handoff>, Duration) {
+        let mut handoffs = Vec::new();
         for element in partitions.elements() {
             let key = (element.topic().to_owned(), element.partition());
             if let Some(lane) = self.active.remove(&key) {
-                let join = lane.retire();
-                self.retiring.insert(key, join);
+                let position = lane.position();
+                handoffs.push(Handoff {
+                    key,
+                    position,
+                    join: lane.retire(),
+                });
             }
         }
+        let grace = self
+            .spawner
+            .as_ref()
+            .map_or(Duration::ZERO, |spawner| spawner.grace);
+        (handoffs, grace)
     }
 }
+
+/// A revoked partition's lane, finishing before the partition moves on.
+struct Handoff {
+    key: PartitionKey,
+    position: LanePosition,
+    join: JoinHandle<()>,
+}
+
+/// Waits (blocking the rebalance callback, up to `grace`) for revoked lanes
+/// to finish their attempts in flight, then commits their finished
+/// positions, so that the partition's next owner, in this process or
+/// another, starts after every record that was delivered: no key sees a
+/// record from the new owner while the old one still sends. A lane still
+/// busy when the grace runs out keeps finishing; its partition resumes from
+/// the last commit and the records it was sending may arrive twice.
+fn hand_over(
+    consumer: &rdkafka::consumer::BaseConsumer<SourceContext>,
+    owner: &str,
+    handoffs: &[Handoff],
+    grace: Duration,
+) {
+    let deadline = std::time::Instant::now() + grace;
+    while handoffs.iter().any(|lane| !lane.join.is_finished())
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(HANDOFF_POLL);
+    }
+    let mut finished = TopicPartitionList::new();
+    for lane in handoffs {
+        if let Some(next) = lane.position.get() {
+            let _ = finished.add_partition_offset(&lane.key.0, lane.key.1, Offset::Offset(next));
+        }
+    }
+    if finished.count() > 0
+        && let Err(error) = consumer.commit(&finished, CommitMode::Sync)
+    {
+        tracing::warn!(connector = %owner, %error, "commit on revoke failed; the last finished records may be delivered again");
+    }
+}
+
+/// How often a rebalance callback checks whether revoked lanes finished.
+const HANDOFF_POLL: Duration = Duration::from_millis(10);
 
 /// The consumer's context: librdkafka logs and rebalance handling.
 pub struct SourceContext {
@@ -181,12 +243,21 @@ impl ClientContext for SourceContext {
 impl ConsumerContext for SourceContext {
     fn pre_rebalance(
         &self,
-        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        consumer: &rdkafka::consumer::BaseConsumer<Self>,
         rebalance: &Rebalance<'_>,
     ) {
         match rebalance {
             Rebalance::Revoke(partitions) => {
-                self.lanes.lock().expect("lane registry").revoke(partitions);
+                let (handoffs, grace) =
+                    self.lanes.lock().expect("lane registry").revoke(partitions);
+                hand_over(consumer, self.log.owner(), &handoffs, grace);
+                let mut registry = self.lanes.lock().expect("lane registry");
+                for lane in handoffs {
+                    if !lane.join.is_finished() {
+                        registry.retiring.insert(lane.key, lane.join);
+                    }
+                }
+                drop(registry);
                 tracing::info!(connector = %self.log.owner(), count = partitions.count(), "partitions revoked");
             }
             Rebalance::Assign(partitions) => {
@@ -341,6 +412,7 @@ impl Source {
         self.lanes.lock().expect("lane registry").spawner = Some(LaneSpawner {
             connector: connector.clone(),
             limit,
+            grace,
             offsets: Arc::new(ConsumerOffsets(Arc::downgrade(&self.consumer))),
             consumer: Arc::downgrade(&self.consumer),
         });

@@ -236,7 +236,10 @@ async fn a_partition_handed_back_mid_attempt_keeps_flowing() {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     const PARTITIONS: i32 = 4;
-    const HOLD: Duration = Duration::from_secs(10);
+    // Longer than the hand-over: the revoke waits up to the grace
+    // (shutdown.timeout.sec = 5) for a's held attempts, then b joins and
+    // leaves, and the partitions come back while a's old lanes still hold.
+    const HOLD: Duration = Duration::from_secs(20);
     let broker = Broker::start();
     broker.create_topic("shared", PARTITIONS);
     let produce_round = |round: usize| {

@@ -151,7 +151,8 @@ impl LaneHandle {
         LanePosition(self.next_offset.clone())
     }
 
-    /// Tells the lane to stop after its in-flight attempt; returns its task.
+    /// Tells the lane to stop: each attempt in flight finishes, and nothing
+    /// new starts. Returns its task.
     pub fn retire(self) -> JoinHandle<()> {
         self.stop.cancel();
         self.join
