@@ -20,7 +20,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::config::{Concurrency, DeliverySettings};
 use crate::guest::bindings::AttemptOutcome;
@@ -56,12 +56,18 @@ impl Signal {
 
 /// A connector's request limit, shared by its partition lanes.
 pub(crate) struct ConcurrencyLimit {
+    /// `fixed`: the cap as a semaphore, so that taking and giving back a
+    /// permit takes no lock on the per-record path.
+    fixed: Option<(Semaphore, usize)>,
+    /// `adaptive`: the limit and what is in flight against it.
     state: Mutex<State>,
     available: Notify,
 }
 
 struct State {
     in_flight: usize,
+    /// Tasks waiting in `acquire`; releases wake them only when there are any.
+    waiters: usize,
     control: Control,
 }
 
@@ -85,9 +91,15 @@ impl ConcurrencyLimit {
             Concurrency::Fixed => Control::Fixed(settings.max_in_flight_total),
             Concurrency::Adaptive => Control::Adaptive(Aimd::new(settings.max_in_flight_total)),
         };
+        let fixed = match control {
+            Control::Fixed(cap) => Some((Semaphore::new(cap), cap)),
+            Control::Adaptive(_) => None,
+        };
         Arc::new(Self {
+            fixed,
             state: Mutex::new(State {
                 in_flight: 0,
+                waiters: 0,
                 control,
             }),
             available: Notify::new(),
@@ -96,34 +108,64 @@ impl ConcurrencyLimit {
 
     /// The current limit.
     pub(crate) fn limit(&self) -> usize {
-        self.lock().control.limit()
+        match &self.fixed {
+            Some((_, cap)) => *cap,
+            None => self.lock().control.limit(),
+        }
     }
 
     /// Waits until one more request may be sent.
     pub(crate) async fn acquire(self: &Arc<Self>) -> Permit {
+        if let Some((semaphore, _)) = &self.fixed {
+            // Never closed; given back by `release`.
+            if let Ok(permit) = semaphore.acquire().await {
+                permit.forget();
+            }
+            return self.permit();
+        }
         loop {
+            if self.try_take() {
+                return self.permit();
+            }
+            // Full: register as a waiter before looking again, so that a
+            // release in between is not missed.
             let notified = self.available.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            {
-                let mut state = self.lock();
-                let limit = state.control.limit();
-                if state.in_flight < limit {
-                    state.in_flight += 1;
-                    let full = state.in_flight >= limit;
-                    if let Control::Adaptive(aimd) = &mut state.control
-                        && full
-                    {
-                        aimd.reached = true;
-                    }
-                    return Permit {
-                        limit: self.clone(),
-                        started: Instant::now(),
-                        outcome: None,
-                    };
-                }
+            self.lock().waiters += 1;
+            let taken = self.try_take();
+            if !taken {
+                notified.await;
             }
-            notified.await;
+            self.lock().waiters -= 1;
+            if taken {
+                return self.permit();
+            }
+        }
+    }
+
+    /// Takes a permit if the limit allows one now.
+    fn try_take(&self) -> bool {
+        let mut state = self.lock();
+        let limit = state.control.limit();
+        if state.in_flight >= limit {
+            return false;
+        }
+        state.in_flight += 1;
+        let full = state.in_flight >= limit;
+        if let Control::Adaptive(aimd) = &mut state.control
+            && full
+        {
+            aimd.reached = true;
+        }
+        true
+    }
+
+    fn permit(self: &Arc<Self>) -> Permit {
+        Permit {
+            limit: self.clone(),
+            started: Instant::now(),
+            outcome: None,
         }
     }
 
@@ -132,6 +174,10 @@ impl ConcurrencyLimit {
     }
 
     fn release(&self, report: Option<(Signal, Instant, Instant)>) {
+        if let Some((semaphore, _)) = &self.fixed {
+            semaphore.add_permits(1);
+            return;
+        }
         let freed = {
             let mut state = self.lock();
             state.in_flight -= 1;
@@ -145,6 +191,7 @@ impl ConcurrencyLimit {
             after
                 .saturating_sub(state.in_flight)
                 .min(1 + after.saturating_sub(before))
+                .min(state.waiters)
         };
         for _ in 0..freed {
             self.available.notify_one();
@@ -382,6 +429,6 @@ mod tests {
             .expect("no panic");
         second.report(Signal::Healthy, Instant::now());
         third.report(Signal::Congested, Instant::now());
-        assert_eq!(limit.lock().in_flight, 0);
+        assert_eq!(limit.fixed.as_ref().unwrap().0.available_permits(), 2);
     }
 }

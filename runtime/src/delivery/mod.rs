@@ -230,9 +230,7 @@ impl Lane {
                 }
                 () = stop.cancelled(), if !stopping => stopping = true,
                 changed = pause.changed(), if !stopping => stopping = changed.is_err(),
-                () = tokio::time::sleep_until(read_after.unwrap_or_else(Instant::now)), if read_after.is_some() => {
-                    read_after = None;
-                }
+                () = resume_reading(read_after), if read_after.is_some() => read_after = None,
                 next = queue.next(), if can_read => match next {
                     Ok(consumed) => schedule.read(consumed),
                     Err(error) => {
@@ -244,6 +242,15 @@ impl Lane {
             }
         }
         schedule.forget();
+    }
+}
+
+/// Waits until `at`; never ends without one. (A timer is only made when
+/// there is one to wait for: this runs on every turn of the lane's loop.)
+async fn resume_reading(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

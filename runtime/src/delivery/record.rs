@@ -122,7 +122,7 @@ impl RecordDelivery {
             .guest_calls
             .record(GuestExport::Transform, started.elapsed());
         let request = match transformed {
-            Err(error) => return self.guest_failed(record, error, 0, None).await,
+            Err(error) => return Box::pin(self.guest_failed(record, error, 0, None)).await,
             Ok(TransformOutcome::Skip) => {
                 ConnectorStats::bump(&stats.skipped);
                 return RecordOutcome::Finished;
@@ -130,7 +130,9 @@ impl RecordDelivery {
             Ok(TransformOutcome::Error(error)) => {
                 let reason = format!("the guest refused the record: {}", error.message);
                 return match error.kind {
-                    ErrorKind::InvalidRecord => self.give_up(record, &reason, 0, None).await,
+                    ErrorKind::InvalidRecord => {
+                        Box::pin(self.give_up(record, &reason, 0, None)).await
+                    }
                     ErrorKind::Fatal => RecordOutcome::Failed(self.describe(record, &reason)),
                 };
             }
@@ -196,7 +198,9 @@ impl RecordDelivery {
                 .record(GuestExport::Decide, answered.elapsed());
             let decision = match decided {
                 Ok(decision) => decision,
-                Err(error) => return self.guest_failed(record, error, attempt, last_status).await,
+                Err(error) => {
+                    return Box::pin(self.guest_failed(record, error, attempt, last_status)).await;
+                }
             };
             match decision {
                 RetryDecision::Accept => {
@@ -214,7 +218,9 @@ impl RecordDelivery {
                     }
                 }
                 RetryDecision::Drop(reason) | RetryDecision::DeadLetter(reason) => {
-                    return self.give_up(record, &reason, attempt, last_status).await;
+                    // Rare, and its future (a dead-letter produce) is large:
+                    // boxed, so that every record's future stays small.
+                    return Box::pin(self.give_up(record, &reason, attempt, last_status)).await;
                 }
                 RetryDecision::Stop(reason) => {
                     return RecordOutcome::Failed(self.describe(record, &reason));
