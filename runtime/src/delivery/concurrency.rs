@@ -55,110 +55,84 @@ impl Signal {
 }
 
 /// A connector's request limit, shared by its partition lanes.
-pub(crate) struct ConcurrencyLimit {
+pub(crate) struct ConcurrencyLimit(Limit);
+
+enum Limit {
     /// `fixed`: the cap as a semaphore, so that taking and giving back a
     /// permit takes no lock on the per-record path.
-    fixed: Option<(Semaphore, usize)>,
+    Fixed { permits: Semaphore, cap: usize },
     /// `adaptive`: the limit and what is in flight against it.
-    state: Mutex<State>,
-    available: Notify,
+    Adaptive {
+        state: Mutex<State>,
+        available: Notify,
+    },
 }
 
 struct State {
     in_flight: usize,
     /// Tasks waiting in `acquire`; releases wake them only when there are any.
     waiters: usize,
-    control: Control,
-}
-
-enum Control {
-    Fixed(usize),
-    Adaptive(Aimd),
-}
-
-impl Control {
-    fn limit(&self) -> usize {
-        match self {
-            Control::Fixed(limit) => *limit,
-            Control::Adaptive(aimd) => aimd.limit,
-        }
-    }
+    aimd: Aimd,
 }
 
 impl ConcurrencyLimit {
     pub(crate) fn new(settings: &DeliverySettings) -> Arc<Self> {
-        let control = match settings.concurrency {
-            Concurrency::Fixed => Control::Fixed(settings.max_in_flight_total),
-            Concurrency::Adaptive => Control::Adaptive(Aimd::new(settings.max_in_flight_total)),
-        };
-        let fixed = match control {
-            Control::Fixed(cap) => Some((Semaphore::new(cap), cap)),
-            Control::Adaptive(_) => None,
-        };
-        Arc::new(Self {
-            fixed,
-            state: Mutex::new(State {
-                in_flight: 0,
-                waiters: 0,
-                control,
-            }),
-            available: Notify::new(),
-        })
+        let cap = settings.max_in_flight_total;
+        Arc::new(ConcurrencyLimit(match settings.concurrency {
+            Concurrency::Fixed => Limit::Fixed {
+                permits: Semaphore::new(cap),
+                cap,
+            },
+            Concurrency::Adaptive => Limit::Adaptive {
+                state: Mutex::new(State {
+                    in_flight: 0,
+                    waiters: 0,
+                    aimd: Aimd::new(cap),
+                }),
+                available: Notify::new(),
+            },
+        }))
     }
 
     /// The current limit.
     pub(crate) fn limit(&self) -> usize {
-        match &self.fixed {
-            Some((_, cap)) => *cap,
-            None => self.lock().control.limit(),
+        match &self.0 {
+            Limit::Fixed { cap, .. } => *cap,
+            Limit::Adaptive { state, .. } => lock(state).aimd.limit,
         }
     }
 
     /// Waits until one more request may be sent.
     pub(crate) async fn acquire(self: &Arc<Self>) -> Permit {
-        if let Some((semaphore, _)) = &self.fixed {
-            // Never closed; given back by `release`.
-            if let Ok(permit) = semaphore.acquire().await {
-                permit.forget();
+        let (state, available) = match &self.0 {
+            Limit::Fixed { permits, .. } => {
+                // Never closed; given back by `release`.
+                if let Ok(permit) = permits.acquire().await {
+                    permit.forget();
+                }
+                return self.permit();
             }
-            return self.permit();
-        }
+            Limit::Adaptive { state, available } => (state, available),
+        };
         loop {
-            if self.try_take() {
+            if try_take(state) {
                 return self.permit();
             }
             // Full: register as a waiter before looking again, so that a
             // release in between is not missed.
-            let notified = self.available.notified();
+            let notified = available.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            self.lock().waiters += 1;
-            let taken = self.try_take();
+            lock(state).waiters += 1;
+            let taken = try_take(state);
             if !taken {
                 notified.await;
             }
-            self.lock().waiters -= 1;
+            lock(state).waiters -= 1;
             if taken {
                 return self.permit();
             }
         }
-    }
-
-    /// Takes a permit if the limit allows one now.
-    fn try_take(&self) -> bool {
-        let mut state = self.lock();
-        let limit = state.control.limit();
-        if state.in_flight >= limit {
-            return false;
-        }
-        state.in_flight += 1;
-        let full = state.in_flight >= limit;
-        if let Control::Adaptive(aimd) = &mut state.control
-            && full
-        {
-            aimd.reached = true;
-        }
-        true
     }
 
     fn permit(self: &Arc<Self>) -> Permit {
@@ -169,34 +143,50 @@ impl ConcurrencyLimit {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     fn release(&self, report: Option<(Signal, Instant, Instant)>) {
-        if let Some((semaphore, _)) = &self.fixed {
-            semaphore.add_permits(1);
-            return;
-        }
-        let freed = {
-            let mut state = self.lock();
-            state.in_flight -= 1;
-            let before = state.control.limit();
-            if let (Control::Adaptive(aimd), Some((signal, started, now))) =
-                (&mut state.control, report)
-            {
-                aimd.on_done(now, now.saturating_duration_since(started), signal);
+        let (state, available) = match &self.0 {
+            Limit::Fixed { permits, .. } => {
+                permits.add_permits(1);
+                return;
             }
-            let after = state.control.limit();
+            Limit::Adaptive { state, available } => (state, available),
+        };
+        let freed = {
+            let mut state = lock(state);
+            state.in_flight -= 1;
+            let before = state.aimd.limit;
+            if let Some((signal, started, now)) = report {
+                state
+                    .aimd
+                    .on_done(now, now.saturating_duration_since(started), signal);
+            }
+            let after = state.aimd.limit;
             after
                 .saturating_sub(state.in_flight)
                 .min(1 + after.saturating_sub(before))
                 .min(state.waiters)
         };
         for _ in 0..freed {
-            self.available.notify_one();
+            available.notify_one();
         }
     }
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Takes an adaptive permit if the limit allows one now.
+fn try_take(state: &Mutex<State>) -> bool {
+    let mut state = lock(state);
+    if state.in_flight >= state.aimd.limit {
+        return false;
+    }
+    state.in_flight += 1;
+    if state.in_flight >= state.aimd.limit {
+        state.aimd.reached = true;
+    }
+    true
 }
 
 /// One request's share of the limit; released when reported or dropped.
@@ -429,6 +419,9 @@ mod tests {
             .expect("no panic");
         second.report(Signal::Healthy, Instant::now());
         third.report(Signal::Congested, Instant::now());
-        assert_eq!(limit.fixed.as_ref().unwrap().0.available_permits(), 2);
+        let Limit::Fixed { permits, .. } = &limit.0 else {
+            panic!("a fixed limit");
+        };
+        assert_eq!(permits.available_permits(), 2);
     }
 }

@@ -463,7 +463,14 @@ async fn reading_stops_at_the_pending_cap() {
         answer(3_000),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Wait until the lane is full, then give it time to read more than it may.
+    for _ in 0..200 {
+        if run.seen.lock().unwrap().in_flight == 4 && run.reads.load(Atomic::SeqCst) >= 16 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(run.reads.load(Atomic::SeqCst), 16);
     assert_eq!(run.seen.lock().unwrap().max_in_flight, 4);
     assert_eq!(
