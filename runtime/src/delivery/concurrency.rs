@@ -18,9 +18,10 @@
 //! therefore parks only its key and leaves the limit alone.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
+use tokio::time::Instant;
 
 use crate::config::{Concurrency, DeliverySettings};
 use crate::guest::bindings::AttemptOutcome;
@@ -137,21 +138,21 @@ impl ConcurrencyLimit {
 
     fn permit(self: &Arc<Self>) -> Permit {
         Permit {
-            limit: self.clone(),
-            started: Instant::now(),
-            outcome: None,
+            limit: Some(self.clone()),
         }
     }
 
-    fn release(&self, report: Option<(Signal, Instant, Instant)>) {
+    /// Gives a permit back, with how its attempt went when it was sent;
+    /// returns the new limit when this changed it.
+    fn release(&self, report: Option<(Signal, Instant, Instant)>) -> Option<usize> {
         let (state, available) = match &self.0 {
             Limit::Fixed { permits, .. } => {
                 permits.add_permits(1);
-                return;
+                return None;
             }
             Limit::Adaptive { state, available } => (state, available),
         };
-        let freed = {
+        let (freed, changed) = {
             let mut state = lock(state);
             state.in_flight -= 1;
             let before = state.aimd.limit;
@@ -161,14 +162,16 @@ impl ConcurrencyLimit {
                     .on_done(now, now.saturating_duration_since(started), signal);
             }
             let after = state.aimd.limit;
-            after
+            let freed = after
                 .saturating_sub(state.in_flight)
                 .min(1 + after.saturating_sub(before))
-                .min(state.waiters)
+                .min(state.waiters);
+            (freed, (after != before).then_some(after))
         };
         for _ in 0..freed {
             available.notify_one();
         }
+        changed
     }
 }
 
@@ -191,25 +194,32 @@ fn try_take(state: &Mutex<State>) -> bool {
 
 /// One request's share of the limit; released when reported or dropped.
 pub(crate) struct Permit {
-    limit: Arc<ConcurrencyLimit>,
-    started: Instant,
-    /// How the attempt went, once reported.
-    outcome: Option<(Signal, Instant)>,
+    /// Taken when released, so that it is released once.
+    limit: Option<Arc<ConcurrencyLimit>>,
 }
 
 impl Permit {
-    /// Releases the permit, telling the adaptive limit how the attempt went.
-    pub(crate) fn report(mut self, signal: Signal, now: Instant) {
-        self.outcome = Some((signal, now));
+    /// Releases the permit, telling the adaptive limit how the attempt
+    /// went: sent at `sent`, answered (or failed) at `answered`. Returns the
+    /// new limit when this changed it.
+    pub(crate) fn report(
+        mut self,
+        signal: Signal,
+        sent: Instant,
+        answered: Instant,
+    ) -> Option<usize> {
+        self.limit
+            .take()
+            .and_then(|limit| limit.release(Some((signal, sent, answered))))
     }
 }
 
 impl Drop for Permit {
+    /// An attempt abandoned unanswered says nothing about the endpoint.
     fn drop(&mut self) {
-        self.limit.release(
-            self.outcome
-                .map(|(signal, now)| (signal, self.started, now)),
-        );
+        if let Some(limit) = self.limit.take() {
+            limit.release(None);
+        }
     }
 }
 
@@ -417,8 +427,9 @@ mod tests {
             .await
             .expect("a freed permit wakes the waiter")
             .expect("no panic");
-        second.report(Signal::Healthy, Instant::now());
-        third.report(Signal::Congested, Instant::now());
+        let now = Instant::now();
+        assert_eq!(second.report(Signal::Healthy, now, now), None);
+        assert_eq!(third.report(Signal::Congested, now, now), None);
         let Limit::Fixed { permits, .. } = &limit.0 else {
             panic!("a fixed limit");
         };

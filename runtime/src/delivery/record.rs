@@ -10,9 +10,10 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::ConsumedRecord;
@@ -165,16 +166,15 @@ impl RecordDelivery {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let Some((outcome, sent)) = self.send(request).await else {
+            let Some((outcome, sent, answered)) = self.send(request).await else {
                 return RecordOutcome::Abandoned;
             };
             let last_status = match &outcome {
                 AttemptOutcome::Response(response) => Some(response.status),
                 AttemptOutcome::Transport(_) => None,
             };
-            // One clock read serves the attempt's duration, the record's
-            // elapsed time and the start of `decide`.
-            let answered = Instant::now();
+            // The answer's clock reading also serves the record's elapsed
+            // time and the start of `decide`.
             stats.attempts.record(last_status, answered - sent);
             let info = AttemptInfo {
                 attempt,
@@ -342,9 +342,9 @@ impl RecordDelivery {
     }
 
     /// Sends one attempt once the partition and the connector have room for
-    /// it; `None` when the lane stops first. Returns what happened and when
-    /// the request left.
-    async fn send(&self, request: &PreparedRequest) -> Option<(AttemptOutcome, Instant)> {
+    /// it; `None` when the lane stops first. Returns what happened, when the
+    /// request left and when it was answered.
+    async fn send(&self, request: &PreparedRequest) -> Option<(AttemptOutcome, Instant, Instant)> {
         let permits = async {
             let slot = self.slots.acquire().await.ok();
             (slot, self.limit.acquire().await)
@@ -359,13 +359,15 @@ impl RecordDelivery {
         gauges.in_flight.fetch_add(1, Ordering::Relaxed);
         let sent = Instant::now();
         let outcome = sender.send(request).await;
+        let answered = Instant::now();
         gauges.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.senders.give_back(sender);
-        permit.report(Signal::of(&outcome), Instant::now());
-        gauges
-            .concurrency_limit
-            .store(self.limit.limit() as u64, Ordering::Relaxed);
-        Some((outcome, sent))
+        if let Some(limit) = permit.report(Signal::of(&outcome), sent, answered) {
+            gauges
+                .concurrency_limit
+                .store(limit as u64, Ordering::Relaxed);
+        }
+        Some((outcome, sent, answered))
     }
 
     fn describe(&self, record: &KafkaRecord, reason: &str) -> String {
