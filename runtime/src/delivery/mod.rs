@@ -111,26 +111,15 @@ impl LaneHandle {
     {
         let next_offset = Arc::new(AtomicI64::new(-1));
         let stop = connector.halt_token().child_token();
-        let settings = connector.config.delivery;
-        let lane = Lane {
-            pause: connector.pause_watch(),
-            stop: stop.clone(),
-            max_pending: settings.max_pending_records,
-            delivery: RecordDelivery::new(connector.clone(), stop.clone(), limit),
-            schedule: Schedule {
-                rule: KeyRule::new(settings.ordering, settings.null_keys),
-                keys: KeyQueues::default(),
-                ready: VecDeque::new(),
-                pending: 0,
-                progress: PartitionProgress::default(),
-                shown: Shown::default(),
-                next_offset: next_offset.clone(),
-                offsets,
-                connector,
-                topic,
-                partition,
-            },
-        };
+        let lane = Lane::new(
+            connector,
+            limit,
+            offsets,
+            topic,
+            partition,
+            stop.clone(),
+            next_offset.clone(),
+        );
         let join = crate::lane_threads::spawn(async move {
             if let Some(previous) = predecessor {
                 let _ = previous.await;
@@ -182,6 +171,39 @@ struct Lane {
 }
 
 impl Lane {
+    /// A lane for one partition that stores its finished position in
+    /// `offsets` and `next_offset` and stops when `stop` is cancelled.
+    fn new(
+        connector: Arc<Connector>,
+        limit: Arc<ConcurrencyLimit>,
+        offsets: Arc<dyn OffsetSink>,
+        topic: String,
+        partition: i32,
+        stop: CancellationToken,
+        next_offset: Arc<AtomicI64>,
+    ) -> Self {
+        let settings = connector.config.delivery;
+        Lane {
+            pause: connector.pause_watch(),
+            max_pending: settings.max_pending_records,
+            delivery: RecordDelivery::new(connector.clone(), stop.clone(), limit),
+            stop,
+            schedule: Schedule {
+                rule: KeyRule::new(settings.ordering, settings.null_keys),
+                keys: KeyQueues::default(),
+                ready: VecDeque::new(),
+                pending: 0,
+                progress: PartitionProgress::default(),
+                shown: Shown::default(),
+                next_offset,
+                offsets,
+                connector,
+                topic,
+                partition,
+            },
+        }
+    }
+
     /// Reads, starts and finishes records until the lane stops, then waits
     /// for the records in delivery: each finishes its attempt in flight,
     /// and a record that would wait for another is abandoned, uncommitted.
@@ -189,7 +211,7 @@ impl Lane {
         let Lane {
             delivery,
             mut schedule,
-            mut pause,
+            pause,
             stop,
             max_pending,
         } = self;
@@ -201,6 +223,11 @@ impl Lane {
             }
         };
         let mut running = FuturesUnordered::new();
+        // Made once, not on every turn of the loop: each would register
+        // with (and leave) the token's and the watch's waiter lists.
+        let stopped = stop.cancelled();
+        tokio::pin!(stopped);
+        let mut pause_changes = Box::pin(next_change(pause.clone()));
         let mut stopping = false;
         // After a consumer error, reading waits until then.
         let mut read_after: Option<Instant> = None;
@@ -228,8 +255,11 @@ impl Lane {
                         }
                     }
                 }
-                () = stop.cancelled(), if !stopping => stopping = true,
-                changed = pause.changed(), if !stopping => stopping = changed.is_err(),
+                () = &mut stopped, if !stopping => stopping = true,
+                changed = &mut pause_changes, if !stopping => match changed {
+                    Some(receiver) => pause_changes = Box::pin(next_change(receiver)),
+                    None => stopping = true,
+                },
                 () = resume_reading(read_after), if read_after.is_some() => read_after = None,
                 next = queue.next(), if can_read => match next {
                     Ok(consumed) => schedule.read(consumed),
@@ -243,6 +273,14 @@ impl Lane {
         }
         schedule.forget();
     }
+}
+
+/// Waits for the pause flag to change: the receiver to wait on next, or
+/// `None` when the connector is gone.
+async fn next_change(
+    mut pause: tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio::sync::watch::Receiver<bool>> {
+    pause.changed().await.ok().map(|()| pause)
 }
 
 /// Waits until `at`; never ends without one. (A timer is only made when

@@ -1,107 +1,107 @@
-//! The lane's schedule against a scripted receiver on loopback: which
-//! records overlap, in which order each key arrives, what is committed.
+//! The lane's schedule on tokio's paused clock, against a scripted receiver
+//! that stands in for the callback: which records overlap, in which order
+//! each key arrives, exactly when, and what is committed.
+//!
 //! Records carry their key and offset as the value (`key:offset`), which
-//! the built-in guest sends as the body.
+//! the built-in guest sends as the body. No socket is involved, so virtual
+//! time moves only when every task waits: a 5 ms answer takes exactly 5 ms,
+//! a 1 s back-off exactly 1 s, and a test that parks a key for seconds runs
+//! in an instant.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering as Atomic};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::config::ConnectorConfig;
-use crate::guest::bindings::TimestampType;
+use crate::guest::bindings::{
+    AttemptOutcome, HttpResponse, TimestampType, TransportError, TransportErrorKind,
+};
 use crate::guest::{GuestEngine, GuestPlan};
 use crate::sink::HttpSink;
+use crate::sink::scripted::Script;
 
 /// The seed connector's "accepted" body.
 const OK: &str = r#"{"retry":false}"#;
+/// The seed connector's "try again" body.
+const RETRY: &str = r#"{"retry":true}"#;
 
-/// What the receiver answers a body with: a delay, a status and a body.
-type Script = Arc<dyn Fn(&str) -> (Duration, u16, &'static str) + Send + Sync>;
+/// What the receiver answers a body with, given the virtual time since the
+/// run began: a delay, a status (0: a transport error) and a body.
+type Answer = Arc<dyn Fn(&str, Duration) -> (Duration, u16, &'static str) + Send + Sync>;
 
 /// What the receiver saw.
 #[derive(Default)]
 struct Seen {
-    /// Bodies in the order their requests arrived.
-    arrivals: Vec<String>,
+    /// Bodies in the order their requests arrived, with when they arrived.
+    arrivals: Vec<(String, Duration)>,
+    /// Requests in flight when each arrived (itself included).
+    in_flight_at: Vec<usize>,
     in_flight: usize,
     max_in_flight: usize,
     by_key: HashMap<String, usize>,
     max_per_key: usize,
 }
 
-async fn receiver(script: Script) -> (u16, Arc<Mutex<Seen>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let log = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let (script, log) = (script.clone(), log.clone());
-            tokio::spawn(async move {
-                let mut stream = BufReader::new(stream);
-                loop {
-                    let mut length = 0;
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        if let Some((name, value)) = line.split_once(':')
-                            && name.eq_ignore_ascii_case("content-length")
-                        {
-                            length = value.trim().parse().unwrap();
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    stream.read_exact(&mut body).await.unwrap();
-                    let body = String::from_utf8(body).unwrap();
-                    let key = body.split(':').next().unwrap().to_owned();
-                    {
-                        let mut seen = log.lock().unwrap();
-                        seen.arrivals.push(body.clone());
-                        seen.in_flight += 1;
-                        seen.max_in_flight = seen.max_in_flight.max(seen.in_flight);
-                        let count = seen.by_key.entry(key.clone()).or_default();
-                        *count += 1;
-                        let count = *count;
-                        seen.max_per_key = seen.max_per_key.max(count);
-                    }
-                    let (delay, status, answer) = script(&body);
-                    tokio::time::sleep(delay).await;
-                    {
-                        let mut seen = log.lock().unwrap();
-                        seen.in_flight -= 1;
-                        *seen.by_key.get_mut(&key).unwrap() -= 1;
-                    }
-                    let response = format!(
-                        "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n\r\n{answer}",
-                        answer.len()
-                    );
-                    if stream
-                        .get_mut()
-                        .write_all(response.as_bytes())
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            });
+/// The receiver: counts each request in flight from the moment it is sent
+/// until it is answered (or abandoned), then answers as `answer` says.
+fn receiver(answer: Answer, seen: Arc<Mutex<Seen>>, began: Instant) -> Script {
+    Arc::new(move |request| {
+        let body = String::from_utf8(request.body().to_vec()).unwrap();
+        let key = body.split(':').next().unwrap().to_owned();
+        let now = began.elapsed();
+        {
+            let mut seen = seen.lock().unwrap();
+            seen.arrivals.push((body.clone(), now));
+            seen.in_flight += 1;
+            let in_flight = seen.in_flight;
+            seen.in_flight_at.push(in_flight);
+            seen.max_in_flight = seen.max_in_flight.max(in_flight);
+            let count = seen.by_key.entry(key.clone()).or_default();
+            *count += 1;
+            let count = *count;
+            seen.max_per_key = seen.max_per_key.max(count);
         }
-    });
-    (port, seen)
+        let (delay, status, text) = answer(&body, now);
+        let answering = Answering {
+            seen: seen.clone(),
+            key,
+        };
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            drop(answering);
+            if status == 0 {
+                return AttemptOutcome::Transport(TransportError {
+                    kind: TransportErrorKind::Connect,
+                    message: "connection refused".into(),
+                });
+            }
+            AttemptOutcome::Response(HttpResponse {
+                status,
+                headers: Vec::new(),
+                body: text.as_bytes().to_vec(),
+                body_truncated: false,
+            })
+        })
+    })
+}
+
+/// One request in flight at the receiver, until dropped.
+struct Answering {
+    seen: Arc<Mutex<Seen>>,
+    key: String,
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        let mut seen = self.seen.lock().unwrap();
+        seen.in_flight -= 1;
+        *seen.by_key.get_mut(&self.key).unwrap() -= 1;
+    }
 }
 
 /// Hands out a fixed list of records, then waits forever; counts reads.
@@ -124,7 +124,7 @@ impl RecordQueue for ListQueue {
     }
 }
 
-/// Remembers the last position stored.
+/// Remembers the last position stored, and that it never moved back.
 #[derive(Default)]
 struct Stored(Mutex<Option<i64>>);
 
@@ -139,14 +139,14 @@ impl OffsetSink for Stored {
     }
 }
 
-/// `(key, value)` pairs become records at offsets 0, 1, …
-fn records(keys: &[Option<&str>]) -> Vec<ConsumedRecord> {
+/// Keys become records at offsets 0, 1, … of `partition`.
+fn records(partition: i32, keys: &[Option<&str>]) -> Vec<ConsumedRecord> {
     keys.iter()
         .enumerate()
         .map(|(offset, key)| ConsumedRecord {
             record: KafkaRecord {
                 topic: "t".into(),
-                partition: 0,
+                partition,
                 offset: offset as i64,
                 timestamp_ms: -1,
                 timestamp_type: TimestampType::NotAvailable,
@@ -159,41 +159,71 @@ fn records(keys: &[Option<&str>]) -> Vec<ConsumedRecord> {
         .collect()
 }
 
+/// A connector's lanes, one per partition, running on the test's runtime.
 struct Run {
     seen: Arc<Mutex<Seen>>,
-    stored: Arc<Stored>,
-    reads: Arc<AtomicUsize>,
+    began: Instant,
+    /// Per lane: what it stored, how many records it read, its stop and task.
+    stored: Vec<Arc<Stored>>,
+    reads: Vec<Arc<AtomicUsize>>,
+    stops: Vec<CancellationToken>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     connector: Arc<Connector>,
-    lane: Option<LaneHandle>,
 }
 
 impl Run {
-    /// Waits until every record up to `end` is committed.
+    /// Waits until every lane committed every record up to `end`; at most
+    /// a virtual minute.
     async fn committed(&self, end: i64) {
-        for _ in 0..1000 {
-            if *self.stored.0.lock().unwrap() == Some(end) {
+        for _ in 0..6_000 {
+            if self
+                .stored
+                .iter()
+                .all(|s| *s.0.lock().unwrap() == Some(end))
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!(
-            "committed {:?}, not {end}; state {:?}; arrivals {:?}",
-            self.stored.0.lock().unwrap(),
+            "not every lane committed {end}: {:?}; state {:?}",
+            self.stored
+                .iter()
+                .map(|s| *s.0.lock().unwrap())
+                .collect::<Vec<_>>(),
             self.connector.state(),
-            self.seen.lock().unwrap().arrivals
         );
     }
 
-    async fn stop(&mut self) {
-        if let Some(lane) = self.lane.take() {
-            lane.retire().await.unwrap();
+    /// Waits until the connector halts; at most a virtual minute.
+    async fn halted(&self) {
+        for _ in 0..6_000 {
+            if self.connector.halt_token().is_cancelled() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the connector did not stop");
+    }
+
+    /// Sleeps until `at` after the run began.
+    async fn until(&self, at: Duration) {
+        tokio::time::sleep_until(self.began + at).await;
+    }
+
+    async fn stop(self) {
+        for stop in &self.stops {
+            stop.cancel();
+        }
+        for task in self.tasks {
+            task.await.unwrap();
         }
     }
 
     /// The offsets of each key's requests, in arrival order.
     fn arrivals_by_key(&self) -> HashMap<String, Vec<i64>> {
         let mut by_key: HashMap<String, Vec<i64>> = HashMap::new();
-        for body in &self.seen.lock().unwrap().arrivals {
+        for (body, _) in &self.seen.lock().unwrap().arrivals {
             let (key, offset) = body.split_once(':').unwrap();
             by_key
                 .entry(key.to_owned())
@@ -202,23 +232,40 @@ impl Run {
         }
         by_key
     }
+
+    /// When each attempt of `body` arrived.
+    fn arrived(&self, body: &str) -> Vec<Duration> {
+        let seen = self.seen.lock().unwrap();
+        seen.arrivals
+            .iter()
+            .filter(|(b, _)| b == body)
+            .map(|&(_, at)| at)
+            .collect()
+    }
 }
 
-async fn run(properties: &[(&str, &str)], keys: &[Option<&str>], script: Script) -> Run {
-    let (port, seen) = receiver(script).await;
+/// Starts one lane over `keys`.
+async fn run(properties: &[(&str, &str)], keys: &[Option<&str>], answer: Answer) -> Run {
+    run_lanes(properties, &[keys], answer).await
+}
+
+/// Starts a lane per partition, partition `i` reading `partitions[i]`,
+/// sharing the connector's concurrency limit.
+async fn run_lanes(
+    properties: &[(&str, &str)],
+    partitions: &[&[Option<&str>]],
+    answer: Answer,
+) -> Run {
     let mut map: std::collections::BTreeMap<String, String> = properties
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
     map.insert("topics".into(), "t".into());
-    map.insert(
-        "callback.request.url".into(),
-        format!("http://127.0.0.1:{port}/hook"),
-    );
+    map.insert("callback.request.url".into(), "http://receiver/hook".into());
     let config = ConnectorConfig::from_properties("lane-test", &map).expect("valid config");
-    let allow = crate::security::egress::parse_cidrs(&["127.0.0.0/8".into()]).unwrap();
-    let egress = Arc::new(crate::security::EgressPolicy::new(&allow, &[]));
-    let sink = HttpSink::new(&config.callback, egress).unwrap();
+    let began = Instant::now();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let sink = HttpSink::scripted(&config.callback, receiver(answer, seen.clone(), began)).unwrap();
     let engine = GuestEngine::new().unwrap();
     let init = config
         .strategy
@@ -240,32 +287,43 @@ async fn run(properties: &[(&str, &str)], keys: &[Option<&str>], script: Script)
         Arc::default(),
     ));
     let limit = ConcurrencyLimit::new(&connector.config.delivery);
-    let stored = Arc::new(Stored::default());
-    let reads = Arc::new(AtomicUsize::new(0));
-    let queue = ListQueue {
-        records: records(keys).into_iter(),
-        reads: reads.clone(),
-    };
-    let lane = LaneHandle::spawn(
-        connector.clone(),
-        limit,
-        stored.clone(),
-        "t".into(),
-        0,
-        move || Some(queue),
-        None,
-    );
-    Run {
+    let mut run = Run {
         seen,
-        stored,
-        reads,
-        connector,
-        lane: Some(lane),
+        began,
+        stored: Vec::new(),
+        reads: Vec::new(),
+        stops: Vec::new(),
+        tasks: Vec::new(),
+        connector: connector.clone(),
+    };
+    for (partition, keys) in (0..).zip(partitions) {
+        let stored = Arc::new(Stored::default());
+        let reads = Arc::new(AtomicUsize::new(0));
+        let stop = connector.halt_token().child_token();
+        let queue = ListQueue {
+            records: records(partition, keys).into_iter(),
+            reads: reads.clone(),
+        };
+        let lane = Lane::new(
+            connector.clone(),
+            limit.clone(),
+            stored.clone(),
+            "t".into(),
+            partition,
+            stop.clone(),
+            Arc::new(AtomicI64::new(-1)),
+        );
+        run.tasks.push(tokio::spawn(lane.run(queue)));
+        run.stored.push(stored);
+        run.reads.push(reads);
+        run.stops.push(stop);
     }
+    run
 }
 
-fn answer(delay_ms: u64) -> Script {
-    Arc::new(move |_| (Duration::from_millis(delay_ms), 200, OK))
+/// Accepts everything after `delay_ms`.
+fn answer(delay_ms: u64) -> Answer {
+    Arc::new(move |_, _| (Duration::from_millis(delay_ms), 200, OK))
 }
 
 fn assert_in_order(by_key: &HashMap<String, Vec<i64>>) {
@@ -283,9 +341,13 @@ fn ten_keys() -> Vec<Option<&'static str>> {
     (0..200).map(|i| Some(KEYS[i % 10])).collect()
 }
 
-#[tokio::test]
+fn ms(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+#[tokio::test(start_paused = true)]
 async fn partition_order_sends_one_record_at_a_time_in_offset_order() {
-    let mut run = run(&[], &ten_keys(), answer(1)).await;
+    let run = run(&[], &ten_keys(), answer(1)).await;
     run.committed(200).await;
     {
         let seen = run.seen.lock().unwrap();
@@ -293,16 +355,19 @@ async fn partition_order_sends_one_record_at_a_time_in_offset_order() {
         let offsets: Vec<i64> = seen
             .arrivals
             .iter()
-            .map(|body| body.split_once(':').unwrap().1.parse().unwrap())
+            .map(|(body, _)| body.split_once(':').unwrap().1.parse().unwrap())
             .collect();
         assert_eq!(offsets, (0..200).collect::<Vec<_>>());
+        // Each record is sent the moment the one before is answered.
+        let times: Vec<Duration> = seen.arrivals.iter().map(|&(_, at)| at).collect();
+        assert_eq!(times, (0..200).map(ms).collect::<Vec<_>>());
     }
     run.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn key_order_overlaps_keys_but_never_one_key() {
-    let mut run = run(
+    let run = run(
         &[
             ("delivery.ordering", "key"),
             ("delivery.max.in.flight", "8"),
@@ -326,7 +391,33 @@ async fn key_order_overlaps_keys_but_never_one_key() {
     run.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
+async fn distinct_keys_run_in_waves_of_the_cap() {
+    let keys: Vec<String> = (0..200).map(|i| format!("k{i}")).collect();
+    let keys: Vec<Option<&str>> = keys.iter().map(|k| Some(k.as_str())).collect();
+    let run = run(
+        &[
+            ("delivery.ordering", "key"),
+            ("delivery.max.in.flight", "8"),
+            ("delivery.concurrency", "fixed"),
+        ],
+        &keys,
+        answer(5),
+    )
+    .await;
+    run.committed(200).await;
+    {
+        let seen = run.seen.lock().unwrap();
+        assert_eq!(seen.max_in_flight, 8);
+        // 25 waves of 8, 5 ms each: every slot is refilled the moment it frees.
+        let times: Vec<Duration> = seen.arrivals.iter().map(|&(_, at)| at).collect();
+        let waves: Vec<Duration> = (0..200).map(|i| ms(5 * (i / 8))).collect();
+        assert_eq!(times, waves);
+    }
+    run.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_hot_key_and_all_null_keys_stay_serial() {
     // Half of the records on one key, the rest on distinct keys.
     let mut keys: Vec<Option<String>> = Vec::new();
@@ -335,7 +426,7 @@ async fn a_hot_key_and_all_null_keys_stay_serial() {
         keys.push(Some(format!("k{i}")));
     }
     let keys: Vec<Option<&str>> = keys.iter().map(Option::as_deref).collect();
-    let mut run = run(
+    let run = run(
         &[
             ("delivery.ordering", "key"),
             ("delivery.concurrency", "fixed"),
@@ -348,10 +439,12 @@ async fn a_hot_key_and_all_null_keys_stay_serial() {
     assert_eq!(run.seen.lock().unwrap().max_per_key, 1);
     assert!(run.seen.lock().unwrap().max_in_flight > 1);
     assert_in_order(&run.arrivals_by_key());
+    // The hot key alone sets the pace: 100 records, 2 ms each, back to back.
+    assert_eq!(run.arrived("hot:198"), [ms(198)]);
     run.stop().await;
 
     let nulls = vec![None; 50];
-    let mut run = self::run(&[("delivery.ordering", "key")], &nulls, answer(1)).await;
+    let run = self::run(&[("delivery.ordering", "key")], &nulls, answer(1)).await;
     run.committed(50).await;
     assert_eq!(
         run.seen.lock().unwrap().max_in_flight,
@@ -361,7 +454,7 @@ async fn a_hot_key_and_all_null_keys_stay_serial() {
     assert_in_order(&run.arrivals_by_key());
     run.stop().await;
 
-    let mut run = self::run(
+    let run = self::run(
         &[
             ("delivery.ordering", "key"),
             ("delivery.null.key", "unordered"),
@@ -377,10 +470,10 @@ async fn a_hot_key_and_all_null_keys_stay_serial() {
     run.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn none_order_fills_its_cap_with_one_key() {
     let keys = vec![Some("only"); 100];
-    let mut run = run(
+    let run = run(
         &[
             ("delivery.ordering", "none"),
             ("delivery.max.in.flight", "6"),
@@ -393,33 +486,60 @@ async fn none_order_fills_its_cap_with_one_key() {
     run.committed(100).await;
     assert_eq!(run.seen.lock().unwrap().max_in_flight, 6);
     run.stop().await;
+
+    // The same key in key order: one at a time.
+    let run = self::run(&[("delivery.ordering", "key")], &keys, answer(5)).await;
+    run.committed(100).await;
+    assert_eq!(run.seen.lock().unwrap().max_in_flight, 1);
+    assert_eq!(run.arrived("only:99"), [ms(5 * 99)]);
+    run.stop().await;
 }
 
-#[tokio::test]
-async fn a_retry_parks_only_its_key() {
+#[tokio::test(start_paused = true)]
+async fn the_connector_cap_holds_across_partitions() {
+    let left: Vec<Option<String>> = (0..100).map(|i| Some(format!("l{i}"))).collect();
+    let right: Vec<Option<String>> = (0..100).map(|i| Some(format!("r{i}"))).collect();
+    let left: Vec<Option<&str>> = left.iter().map(Option::as_deref).collect();
+    let right: Vec<Option<&str>> = right.iter().map(Option::as_deref).collect();
+    let run = run_lanes(
+        &[
+            ("delivery.ordering", "key"),
+            ("delivery.max.in.flight", "8"),
+            ("delivery.max.in.flight.total", "12"),
+            ("delivery.concurrency", "fixed"),
+        ],
+        &[&left, &right],
+        answer(5),
+    )
+    .await;
+    run.committed(100).await;
+    assert_eq!(
+        run.seen.lock().unwrap().max_in_flight,
+        12,
+        "two lanes of 8 share the connector's 12"
+    );
+    run.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_parks_only_its_key_for_exactly_its_back_off() {
     // The first attempt of a:0 asks for a retry after 1 s; everything else
-    // is accepted at once.
-    let first = Arc::new(AtomicUsize::new(0));
-    let script: Script = Arc::new(move |body| {
-        if body == "a:0" && first.fetch_add(1, Atomic::SeqCst) == 0 {
-            (Duration::ZERO, 500, r#"{"retry":true}"#)
+    // is accepted after 1 ms.
+    let answer: Answer = Arc::new(|body, at| {
+        if body == "a:0" && at.is_zero() {
+            (Duration::ZERO, 500, RETRY)
         } else {
-            (Duration::from_millis(1), 200, OK)
+            (ms(1), 200, OK)
         }
     });
-    let mut run = run(
+    let run = run(
         &[("delivery.ordering", "key"), ("retry.backoff.sec", "1")],
         &ten_keys(),
-        script,
+        answer,
     )
     .await;
     // Every other key is delivered while a waits, and nothing passes a:0.
-    for _ in 0..500 {
-        if run.seen.lock().unwrap().arrivals.len() > 180 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    run.until(ms(500)).await;
     {
         let by_key = run.arrivals_by_key();
         assert_eq!(by_key["a"], vec![0], "a's later records waited for a:0");
@@ -430,13 +550,16 @@ async fn a_retry_parks_only_its_key() {
                 .all(|(_, o)| o.len() == 20)
         );
         assert_eq!(
-            *run.stored.0.lock().unwrap(),
+            *run.stored[0].0.lock().unwrap(),
             None,
             "nothing passes the parked a:0"
         );
     }
     assert_eq!(run.connector.stats.delivery.parked.load(Atomic::SeqCst), 1);
     run.committed(200).await;
+    // The wait is exact: the retry leaves 1 s after the answer.
+    assert_eq!(run.arrived("a:0"), [ms(0), ms(1_000)]);
+    assert_eq!(run.arrived("a:10"), [ms(1_001)]);
     let by_key = run.arrivals_by_key();
     assert_eq!(
         by_key["a"],
@@ -446,13 +569,14 @@ async fn a_retry_parks_only_its_key() {
         ]
     );
     assert_in_order(&by_key);
+    assert_eq!(run.connector.stats.delivery.parked.load(Atomic::SeqCst), 0);
     run.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn reading_stops_at_the_pending_cap() {
     // A receiver that holds every request for 3 s: 16 records are read, 4 are sent.
-    let mut run = run(
+    let run = run(
         &[
             ("delivery.ordering", "key"),
             ("delivery.max.in.flight", "4"),
@@ -463,63 +587,107 @@ async fn reading_stops_at_the_pending_cap() {
         answer(3_000),
     )
     .await;
-    // Wait until the lane is full, then give it time to read more than it may.
-    for _ in 0..200 {
-        if run.seen.lock().unwrap().in_flight == 4 && run.reads.load(Atomic::SeqCst) >= 16 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(run.reads.load(Atomic::SeqCst), 16);
+    run.until(ms(2_000)).await;
+    assert_eq!(run.reads[0].load(Atomic::SeqCst), 16);
     assert_eq!(run.seen.lock().unwrap().max_in_flight, 4);
-    assert_eq!(
-        run.connector.stats.delivery.pending.load(Atomic::SeqCst),
-        16
-    );
-    assert_eq!(
-        run.connector.stats.delivery.in_flight.load(Atomic::SeqCst),
-        4
-    );
+    let gauges = &run.connector.stats.delivery;
+    assert_eq!(gauges.pending.load(Atomic::SeqCst), 16);
+    assert_eq!(gauges.in_flight.load(Atomic::SeqCst), 4);
+    // 16 read past the mark (offset 0, in flight): a crash now resends them.
+    assert_eq!(gauges.uncommitted.load(Atomic::SeqCst), 16);
     run.connector.halt_token().cancel();
     run.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_stop_commits_nothing_past_the_stopped_record() {
     // 503 without a retry flag stops the connector (the seed's stop class).
-    let script: Script = Arc::new(|body| {
+    let answer: Answer = Arc::new(|body, _| {
         if body == "c:2" {
             (Duration::ZERO, 503, "")
         } else {
-            (Duration::from_millis(3), 200, OK)
+            (ms(3), 200, OK)
         }
     });
-    let mut run = run(
+    let run = run(
         &[
             ("delivery.ordering", "key"),
+            ("delivery.concurrency", "fixed"),
             ("request.retry.backoff.sec", "0.1"),
         ],
         &ten_keys(),
-        script,
+        answer,
     )
     .await;
-    for _ in 0..500 {
-        if run.connector.halt_token().is_cancelled() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert!(
-        run.connector.halt_token().is_cancelled(),
-        "the connector stopped"
-    );
-    let stored = *run.stored.0.lock().unwrap();
+    run.halted().await;
+    let stored = *run.stored[0].0.lock().unwrap();
     assert!(
         stored.is_none_or(|mark| mark <= 2),
         "committed past c:2: {stored:?}"
     );
+    // One retry exactly 0.1 s later, then the stop; no later c was sent.
+    assert_eq!(run.arrived("c:2"), [ms(0), ms(100)]);
+    let c = run.arrivals_by_key().remove("c");
     run.stop().await;
-    // One retry after 0.1 s, then the stop; no later c was sent.
-    assert_eq!(run.arrivals_by_key()["c"], vec![2, 2]);
+    assert_eq!(c, Some(vec![2, 2]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_endpoint_lowers_adaptive_concurrency_and_recovers() {
+    // Healthy for 200 ms, then every request answered 503 {"retry":true}
+    // until 2 s, then healthy again. 200 keys, so up to 64 could be in flight.
+    let keys: Vec<String> = (0..4_000).map(|i| format!("k{}", i % 200)).collect();
+    let keys: Vec<Option<&str>> = keys.iter().map(|k| Some(k.as_str())).collect();
+    let answer: Answer = Arc::new(|_, at| {
+        if at >= ms(200) && at < ms(2_000) {
+            (ms(5), 503, RETRY)
+        } else {
+            (ms(5), 200, OK)
+        }
+    });
+    let schedule = vec!["0.05"; 100].join(",");
+    let run = run(
+        &[
+            ("delivery.ordering", "key"),
+            ("delivery.max.in.flight", "64"),
+            ("delivery.concurrency", "adaptive"),
+            ("retry.backoff.sec", &schedule),
+        ],
+        &keys,
+        answer,
+    )
+    .await;
+    let gauges = &run.connector.stats.delivery;
+    run.until(ms(190)).await;
+    let healthy = gauges.concurrency_limit.load(Atomic::SeqCst);
+    assert!(healthy >= 32, "slow start reached {healthy}");
+    run.until(ms(1_500)).await;
+    assert_eq!(
+        gauges.concurrency_limit.load(Atomic::SeqCst),
+        1,
+        "a dead endpoint halves the limit down to one"
+    );
+    assert!(gauges.in_flight.load(Atomic::SeqCst) <= 1);
+    {
+        // Once the limit is down, the failing endpoint sees one request at a time.
+        let seen = run.seen.lock().unwrap();
+        let storm = seen
+            .arrivals
+            .iter()
+            .zip(&seen.in_flight_at)
+            .filter(|((_, at), _)| *at >= ms(1_000) && *at < ms(2_000))
+            .map(|(_, &in_flight)| in_flight)
+            .max();
+        assert_eq!(storm, Some(1));
+    }
+    run.committed(4_000).await;
+    assert_eq!(
+        run.connector.stats.dropped.load(Atomic::SeqCst),
+        0,
+        "nothing dropped"
+    );
+    assert_in_order(&run.arrivals_by_key());
+    let recovered = gauges.concurrency_limit.load(Atomic::SeqCst);
+    assert!(recovered > 8, "the limit grows again: {recovered}");
+    run.stop().await;
 }

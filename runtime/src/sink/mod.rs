@@ -6,6 +6,8 @@
 
 mod direct;
 mod proxied;
+#[cfg(test)]
+pub(crate) mod scripted;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,6 +77,9 @@ enum Route {
     Direct(Arc<Endpoint>),
     /// Through the environment's proxy, on one pooled client.
     Proxied(ProxiedClient),
+    /// To a function standing in for the callback.
+    #[cfg(test)]
+    Scripted(scripted::Script),
 }
 
 /// Which route [`HttpSink::build`] sets up.
@@ -82,6 +87,8 @@ enum RouteChoice {
     Direct,
     /// Through this proxy, or the environment's when `None`.
     Proxied(Option<Box<reqwest::Proxy>>),
+    #[cfg(test)]
+    Scripted(scripted::Script),
 }
 
 /// A connector's HTTP callback.
@@ -144,6 +151,9 @@ pub enum LaneSender {
     Direct(DirectConnection),
     /// The connector's client through the environment's proxy.
     Proxied(ProxiedClient, ResponseHeaders),
+    /// A function standing in for the callback.
+    #[cfg(test)]
+    Scripted(scripted::Script),
 }
 
 impl LaneSender {
@@ -152,6 +162,8 @@ impl LaneSender {
         match self {
             LaneSender::Direct(connection) => connection.send(request).await,
             LaneSender::Proxied(client, headers) => client.send(request, *headers).await,
+            #[cfg(test)]
+            LaneSender::Scripted(script) => script(request).await,
         }
     }
 }
@@ -167,6 +179,16 @@ impl HttpSink {
             RouteChoice::Direct
         };
         Self::build(callback, choice, egress)
+    }
+
+    /// A sink whose requests go to `script` instead of the callback's URL.
+    #[cfg(test)]
+    pub(crate) fn scripted(
+        callback: &CallbackConfig,
+        script: scripted::Script,
+    ) -> Result<Self, SinkError> {
+        let nowhere = Arc::new(EgressPolicy::new(&[], &[]));
+        Self::build(callback, RouteChoice::Scripted(script), nowhere)
     }
 
     fn build(
@@ -192,6 +214,8 @@ impl HttpSink {
                 })?;
                 Route::Direct(Arc::new(endpoint))
             }
+            #[cfg(test)]
+            RouteChoice::Scripted(script) => Route::Scripted(script),
         };
         let mut base_headers = HeaderMap::new();
         let host = &url[url::Position::BeforeHost..url::Position::AfterPort];
@@ -234,6 +258,8 @@ impl HttpSink {
                 headers,
             )),
             Route::Proxied(client) => LaneSender::Proxied(client.clone(), headers),
+            #[cfg(test)]
+            Route::Scripted(script) => LaneSender::Scripted(script.clone()),
         }
     }
 
