@@ -139,6 +139,15 @@ pub struct DeadLetterConfig {
 }
 
 impl ConnectorConfig {
+    /// What the built-in guest's `init` receives: the strategy's keys and values.
+    pub fn builtin_guest_config(&self) -> Vec<(String, String)> {
+        self.strategy
+            .to_pairs()
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value))
+            .collect()
+    }
+
     /// Validates a connector's properties, reporting every problem.
     pub fn from_properties(
         name: &str,

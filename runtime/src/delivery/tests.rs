@@ -267,15 +267,14 @@ async fn run_lanes(
     let seen = Arc::new(Mutex::new(Seen::default()));
     let sink = HttpSink::scripted(&config.callback, receiver(answer, seen.clone(), began)).unwrap();
     let engine = GuestEngine::new().unwrap();
-    let init = config
-        .strategy
-        .to_pairs()
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-    let guests = GuestPlan::prepare(&engine, &config.name, &config.guest, init)
-        .await
-        .unwrap();
+    let guests = GuestPlan::prepare(
+        &engine,
+        &config.name,
+        &config.guest,
+        config.builtin_guest_config(),
+    )
+    .await
+    .unwrap();
     let (paused, _) = watch::channel(false);
     let connector = Arc::new(Connector::new(
         config,

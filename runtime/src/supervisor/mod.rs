@@ -575,15 +575,14 @@ impl Inner {
         warn_about(config);
         let sink = HttpSink::new(&config.callback, self.egress.clone())
             .map_err(|e| fail(e.to_string()))?;
-        let init_config = config
-            .strategy
-            .to_pairs()
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
-        let guests = GuestPlan::prepare(&self.engine, &config.name, &config.guest, init_config)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
+        let guests = GuestPlan::prepare(
+            &self.engine,
+            &config.name,
+            &config.guest,
+            config.builtin_guest_config(),
+        )
+        .await
+        .map_err(|e| fail(e.to_string()))?;
         guests.dry_run().await.map_err(|e| fail(e.to_string()))?;
         let (transform_by, decide_by) = guests.describe();
         tracing::info!(connector = %config.name, transform = transform_by, decide = decide_by, "guests ready");
