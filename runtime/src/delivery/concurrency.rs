@@ -17,6 +17,7 @@
 //! A failure that belongs to one record (a few 503s among many successes)
 //! therefore parks only its key and leaves the limit alone.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -142,36 +143,40 @@ impl ConcurrencyLimit {
         }
     }
 
-    /// Gives a permit back, with how its attempt went when it was sent;
-    /// returns the new limit when this changed it.
-    fn release(&self, report: Option<(Signal, Instant, Instant)>) -> Option<usize> {
+    /// Gives a permit back, with how its attempt went when it was sent. A
+    /// limit this changes is written to `shown` under the state's lock, so
+    /// concurrent changes reach the gauge in the order they were made.
+    fn release(&self, report: Option<(Signal, Instant, Instant, &AtomicU64)>) {
         let (state, available) = match &self.0 {
             Limit::Fixed { permits, .. } => {
                 permits.add_permits(1);
-                return None;
+                return;
             }
             Limit::Adaptive { state, available } => (state, available),
         };
-        let (freed, changed) = {
+        let freed = {
             let mut state = lock(state);
             state.in_flight -= 1;
             let before = state.aimd.limit;
-            if let Some((signal, started, now)) = report {
-                state
-                    .aimd
-                    .on_done(now, now.saturating_duration_since(started), signal);
-            }
-            let after = state.aimd.limit;
-            let freed = after
+            let after = match report {
+                Some((signal, started, now, shown)) => {
+                    let aimd = &mut state.aimd;
+                    aimd.on_done(now, now.saturating_duration_since(started), signal);
+                    if aimd.limit != before {
+                        shown.store(aimd.limit as u64, Ordering::Relaxed);
+                    }
+                    aimd.limit
+                }
+                None => before,
+            };
+            after
                 .saturating_sub(state.in_flight)
                 .min(1 + after.saturating_sub(before))
-                .min(state.waiters);
-            (freed, (after != before).then_some(after))
+                .min(state.waiters)
         };
         for _ in 0..freed {
             available.notify_one();
         }
-        changed
     }
 }
 
@@ -200,17 +205,18 @@ pub(crate) struct Permit {
 
 impl Permit {
     /// Releases the permit, telling the adaptive limit how the attempt
-    /// went: sent at `sent`, answered (or failed) at `answered`. Returns the
-    /// new limit when this changed it.
+    /// went: sent at `sent`, answered (or failed) at `answered`. A limit
+    /// this changes is written to `shown` (the connector's gauge).
     pub(crate) fn report(
         mut self,
         signal: Signal,
         sent: Instant,
         answered: Instant,
-    ) -> Option<usize> {
-        self.limit
-            .take()
-            .and_then(|limit| limit.release(Some((signal, sent, answered))))
+        shown: &AtomicU64,
+    ) {
+        if let Some(limit) = self.limit.take() {
+            limit.release(Some((signal, sent, answered, shown)));
+        }
     }
 }
 
@@ -427,9 +433,14 @@ mod tests {
             .await
             .expect("a freed permit wakes the waiter")
             .expect("no panic");
-        let now = Instant::now();
-        assert_eq!(second.report(Signal::Healthy, now, now), None);
-        assert_eq!(third.report(Signal::Congested, now, now), None);
+        let (now, shown) = (Instant::now(), AtomicU64::new(0));
+        second.report(Signal::Healthy, now, now, &shown);
+        third.report(Signal::Congested, now, now, &shown);
+        assert_eq!(
+            shown.load(Ordering::Relaxed),
+            0,
+            "a fixed limit never changes"
+        );
         let Limit::Fixed { permits, .. } = &limit.0 else {
             panic!("a fixed limit");
         };

@@ -21,10 +21,8 @@
 //! [`concurrency::ConcurrencyLimit`].
 
 use std::collections::VecDeque;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
@@ -224,13 +222,7 @@ impl Lane {
                 (key, consumed.record.offset, outcome)
             }
         };
-        // The records in delivery: the first in place, in the lane's own
-        // future, the rest each in a task of `others`. A lane that runs one
-        // record at a time (partition order) thus never allocates a task or
-        // moves a record's future into one; the others pay for that only
-        // while several overlap.
-        let mut first = std::pin::pin!(None);
-        let mut others = FuturesUnordered::new();
+        let mut running = FuturesUnordered::new();
         // Made once, not on every turn of the loop: each would register
         // with (and leave) the token's and the watch's waiter lists.
         let stopped = stop.cancelled();
@@ -243,24 +235,17 @@ impl Lane {
             let paused = *pause.borrow();
             if !stopping && !paused {
                 while let Some((key, consumed)) = schedule.ready.pop_front() {
-                    if first.is_none() {
-                        first.set(Some(start(key, consumed)));
-                    } else {
-                        others.push(start(key, consumed));
-                    }
+                    running.push(start(key, consumed));
                 }
             }
-            if stopping && first.is_none() && others.is_empty() {
+            if stopping && running.is_empty() {
                 break;
             }
             let can_read =
                 !stopping && !paused && read_after.is_none() && schedule.pending < max_pending;
             tokio::select! {
                 biased;
-                done = in_place(first.as_mut()), if first.is_some() => {
-                    stopping |= schedule.done(done);
-                }
-                Some(done) = others.next(), if !others.is_empty() => {
+                Some(done) = running.next(), if !running.is_empty() => {
                     stopping |= schedule.done(done);
                 }
                 () = &mut stopped, if !stopping => stopping = true,
@@ -281,20 +266,6 @@ impl Lane {
         }
         schedule.forget();
     }
-}
-
-/// Runs the future in `slot` to its end and empties the slot; never ends
-/// while the slot is empty.
-async fn in_place<F: Future>(mut slot: Pin<&mut Option<F>>) -> F::Output {
-    std::future::poll_fn(|cx| {
-        let Some(future) = slot.as_mut().as_pin_mut() else {
-            return Poll::Pending;
-        };
-        let output = std::task::ready!(future.poll(cx));
-        slot.set(None);
-        Poll::Ready(output)
-    })
-    .await
 }
 
 /// Waits for the pause flag to change: the receiver to wait on next, or

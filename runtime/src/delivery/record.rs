@@ -362,11 +362,12 @@ impl RecordDelivery {
         let answered = Instant::now();
         gauges.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.senders.give_back(sender);
-        if let Some(limit) = permit.report(Signal::of(&outcome), sent, answered) {
-            gauges
-                .concurrency_limit
-                .store(limit as u64, Ordering::Relaxed);
-        }
+        permit.report(
+            Signal::of(&outcome),
+            sent,
+            answered,
+            &gauges.concurrency_limit,
+        );
         Some((outcome, sent, answered))
     }
 
