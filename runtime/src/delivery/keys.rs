@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::collections::hash_map::{Entry, HashMap};
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 use crate::config::{DeliveryOrdering, NullKeys};
 
@@ -68,14 +68,38 @@ impl KeyRule {
 /// the order they were pushed (offset order, as the lane reads them).
 #[derive(Debug)]
 pub(crate) struct KeyQueues<T> {
-    busy: HashMap<u64, VecDeque<T>>,
+    busy: HashMap<u64, VecDeque<T>, BuildHasherDefault<KeyHashHasher>>,
 }
 
 impl<T> Default for KeyQueues<T> {
     fn default() -> Self {
         Self {
-            busy: HashMap::new(),
+            busy: HashMap::default(),
         }
+    }
+}
+
+/// Hashes a [`OrderKey::Serial`] hash to itself: it is already a keyed
+/// hash ([`KeyRule`]'s `RandomState`), so hashing it again would cost time
+/// and add no protection against chosen keys.
+#[derive(Debug, Default)]
+pub(crate) struct KeyHashHasher(u64);
+
+impl Hasher for KeyHashHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used (the map's keys are `u64`); anything else
+        // still hashes, by folding its bytes in.
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
     }
 }
 

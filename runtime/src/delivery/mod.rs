@@ -21,6 +21,7 @@
 //! [`concurrency::ConcurrencyLimit`].
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -223,11 +224,16 @@ impl Lane {
             }
         };
         let mut running = FuturesUnordered::new();
-        // Made once, not on every turn of the loop: each would register
-        // with (and leave) the token's and the watch's waiter lists.
-        let stopped = stop.cancelled();
-        tokio::pin!(stopped);
-        let mut pause_changes = Box::pin(next_change(pause.clone()));
+        // The stop token and the pause flag, in a set of their own so that
+        // each is polled only after it woke the lane. The lane wakes for
+        // every answer of every record in delivery, and polling them then
+        // would take the token's and the watch's locks each time.
+        let mut control: FuturesUnordered<ControlChange<'_>> = FuturesUnordered::new();
+        control.push(Box::pin(async {
+            stop.cancelled().await;
+            Control::Stop
+        }));
+        control.push(pause_change(pause.clone()));
         let mut stopping = false;
         // After a consumer error, reading waits until then.
         let mut read_after: Option<Instant> = None;
@@ -248,10 +254,9 @@ impl Lane {
                 Some(done) = running.next(), if !running.is_empty() => {
                     stopping |= schedule.done(done);
                 }
-                () = &mut stopped, if !stopping => stopping = true,
-                changed = &mut pause_changes, if !stopping => match changed {
-                    Some(receiver) => pause_changes = Box::pin(next_change(receiver)),
-                    None => stopping = true,
+                Some(change) = control.next(), if !stopping => match change {
+                    Control::Pause(Some(receiver)) => control.push(pause_change(receiver)),
+                    Control::Pause(None) | Control::Stop => stopping = true,
                 },
                 () = resume_reading(read_after), if read_after.is_some() => read_after = None,
                 next = queue.next(), if can_read => match next {
@@ -268,12 +273,21 @@ impl Lane {
     }
 }
 
-/// Waits for the pause flag to change: the receiver to wait on next, or
-/// `None` when the connector is gone.
-async fn next_change(
-    mut pause: tokio::sync::watch::Receiver<bool>,
-) -> Option<tokio::sync::watch::Receiver<bool>> {
-    pause.changed().await.ok().map(|()| pause)
+/// A change the lane must act on, apart from its records.
+enum Control {
+    /// The lane's stop token was cancelled.
+    Stop,
+    /// The pause flag changed: the receiver to wait on next, or `None`
+    /// when the connector is gone.
+    Pause(Option<tokio::sync::watch::Receiver<bool>>),
+}
+
+/// Waits for one [`Control`] change.
+type ControlChange<'a> = Pin<Box<dyn Future<Output = Control> + Send + 'a>>;
+
+/// Waits for the pause flag to change.
+fn pause_change<'a>(mut pause: tokio::sync::watch::Receiver<bool>) -> ControlChange<'a> {
+    Box::pin(async move { Control::Pause(pause.changed().await.ok().map(|()| pause)) })
 }
 
 /// Waits until `at`; never ends without one. (A timer is only made when

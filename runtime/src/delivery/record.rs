@@ -45,11 +45,16 @@ pub(super) struct RecordDelivery {
     connector: Arc<Connector>,
     stop: CancellationToken,
     /// The lane's guest instance: one call at a time (a wasmtime `Store` is
-    /// not `Sync`), interleaved between records.
-    guest: tokio::sync::Mutex<LaneGuests>,
+    /// not `Sync`), interleaved between records. (`futures`' lock, not
+    /// tokio's: taking and giving back a free lock is one atomic operation
+    /// each, where tokio's gives back through its semaphore's mutex.)
+    guest: futures::lock::Mutex<LaneGuests>,
     senders: SenderPool,
-    /// `delivery.max.in.flight`: requests of this partition.
-    slots: Semaphore,
+    /// `delivery.max.in.flight`: requests of this partition. `None` when
+    /// `delivery.max.pending.records` is no larger (as in `partition`
+    /// order): a partition never has more records in delivery than pending,
+    /// nor a record more than one request in flight.
+    slots: Option<Semaphore>,
     /// The connector's limit across partitions.
     limit: Arc<ConcurrencyLimit>,
 }
@@ -71,13 +76,15 @@ impl RecordDelivery {
         } else {
             ResponseHeaders::Drop
         };
+        let settings = connector.config.delivery;
         Self {
-            guest: tokio::sync::Mutex::new(connector.guests.lane()),
+            guest: futures::lock::Mutex::new(connector.guests.lane()),
             senders: SenderPool {
                 idle: Mutex::new(Vec::new()),
                 headers,
             },
-            slots: Semaphore::new(connector.config.delivery.max_in_flight),
+            slots: (settings.max_pending_records > settings.max_in_flight)
+                .then(|| Semaphore::new(settings.max_in_flight)),
             limit,
             stop,
             connector,
@@ -346,7 +353,10 @@ impl RecordDelivery {
     /// request left and when it was answered.
     async fn send(&self, request: &PreparedRequest) -> Option<(AttemptOutcome, Instant, Instant)> {
         let permits = async {
-            let slot = self.slots.acquire().await.ok();
+            let slot = match &self.slots {
+                Some(slots) => slots.acquire().await.ok(),
+                None => None,
+            };
             (slot, self.limit.acquire().await)
         };
         let (_slot, permit) = tokio::select! {

@@ -131,7 +131,10 @@ impl LaneGuests {
         };
         if slot.is_none() {
             let prepared = prepared.expect("GuestPlan prepares every guest an export needs");
-            *slot = Some(prepared.instantiate().await?);
+            // Rare (a lane's first call, or after a failed one), and its
+            // future is large: boxed, so that every call's future, and so
+            // every record's, stays small.
+            *slot = Some(Box::pin(prepared.instantiate()).await?);
         }
         Ok(slot.as_mut().expect("just set"))
     }

@@ -152,7 +152,10 @@ impl DirectConnection {
                 }
             }
         }
-        let open = match self.connect().await {
+        // Rare (the first attempt, or after the server closed), and its
+        // future is large (resolving, TLS): boxed, so that every attempt's
+        // future stays small.
+        let open = match Box::pin(self.connect()).await {
             Ok(open) => Box::new(open),
             Err(error) => return AttemptOutcome::Transport(error),
         };
