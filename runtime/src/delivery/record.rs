@@ -44,6 +44,8 @@ pub(super) enum RecordOutcome {
 pub(super) struct RecordDelivery {
     connector: Arc<Connector>,
     stop: CancellationToken,
+    /// The connector's pause switch: while it is on, no attempt starts.
+    pause: tokio::sync::watch::Receiver<bool>,
     /// The lane's guest instance: one call at a time (a wasmtime `Store` is
     /// not `Sync`), interleaved between records. (`futures`' lock, not
     /// tokio's: taking and giving back a free lock is one atomic operation
@@ -87,6 +89,7 @@ impl RecordDelivery {
                 .then(|| Semaphore::new(settings.max_in_flight)),
             limit,
             stop,
+            pause: connector.pause_watch(),
             connector,
         }
     }
@@ -349,20 +352,31 @@ impl RecordDelivery {
     }
 
     /// Sends one attempt once the partition and the connector have room for
-    /// it; `None` when the lane stops first. Returns what happened, when the
-    /// request left and when it was answered.
+    /// it and the connector is not paused; `None` when the lane stops
+    /// first. Returns what happened, when the request left and when it was
+    /// answered.
     async fn send(&self, request: &PreparedRequest) -> Option<(AttemptOutcome, Instant, Instant)> {
-        let permits = async {
-            let slot = match &self.slots {
-                Some(slots) => slots.acquire().await.ok(),
-                None => None,
+        let (_slot, permit) = loop {
+            if !self.unpaused().await {
+                return None;
+            }
+            let permits = async {
+                let slot = match &self.slots {
+                    Some(slots) => slots.acquire().await.ok(),
+                    None => None,
+                };
+                (slot, self.limit.acquire().await)
             };
-            (slot, self.limit.acquire().await)
-        };
-        let (_slot, permit) = tokio::select! {
-            biased;
-            () = self.stop.cancelled() => return None,
-            permits = permits => permits,
+            let permits = tokio::select! {
+                biased;
+                () = self.stop.cancelled() => return None,
+                permits = permits => permits,
+            };
+            // Paused while waiting for room: the room goes back (to the
+            // connector's other lanes, too) until the connector resumes.
+            if !*self.pause.borrow() {
+                break permits;
+            }
         };
         let gauges = &self.connector.stats.delivery;
         let mut sender = self.senders.take(&self.connector);
@@ -379,6 +393,21 @@ impl RecordDelivery {
             &gauges.concurrency_limit,
         );
         Some((outcome, sent, answered))
+    }
+
+    /// Waits while the connector is paused: a paused connector starts no
+    /// attempt, and lets those in flight finish. False when the lane stops
+    /// (or the connector is gone) first.
+    async fn unpaused(&self) -> bool {
+        if !*self.pause.borrow() {
+            return true;
+        }
+        let mut pause = self.pause.clone();
+        tokio::select! {
+            biased;
+            () = self.stop.cancelled() => false,
+            resumed = pause.wait_for(|paused| !paused) => resumed.is_ok(),
+        }
     }
 
     fn describe(&self, record: &KafkaRecord, reason: &str) -> String {

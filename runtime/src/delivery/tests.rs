@@ -417,6 +417,68 @@ async fn distinct_keys_run_in_waves_of_the_cap() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_pause_lets_requests_in_flight_finish_and_starts_nothing_until_resumed() {
+    // A pending cap of 8: the lane is idle while paused, and only the
+    // resume can wake it. Of 1024: records read ahead wait in delivery.
+    for pending in ["8", "1024"] {
+        let keys: Vec<String> = (0..64).map(|i| format!("k{i}")).collect();
+        let keys: Vec<Option<&str>> = keys.iter().map(|k| Some(k.as_str())).collect();
+        let run = run(
+            &[
+                ("delivery.ordering", "key"),
+                ("delivery.max.in.flight", "8"),
+                ("delivery.max.pending.records", pending),
+                ("delivery.concurrency", "fixed"),
+            ],
+            &keys,
+            answer(5),
+        )
+        .await;
+        // Waves of 8 leave at 0, 5 and 10 ms; the third is in flight at 12 ms.
+        run.until(ms(12)).await;
+        run.connector.set_paused(true);
+        let read = run.reads[0].load(Atomic::SeqCst);
+        run.until(ms(100)).await;
+        {
+            let seen = run.seen.lock().unwrap();
+            assert_eq!(seen.arrivals.len(), 24, "a paused connector sent a request");
+            assert_eq!(seen.in_flight, 0, "the wave in flight was not answered");
+        }
+        if pending == "8" {
+            assert_eq!(
+                run.reads[0].load(Atomic::SeqCst),
+                read,
+                "a paused lane read"
+            );
+        }
+        run.connector.set_paused(false);
+        run.committed(64).await;
+        let times: Vec<Duration> = run
+            .seen
+            .lock()
+            .unwrap()
+            .arrivals
+            .iter()
+            .map(|&(_, at)| at)
+            .collect();
+        let expected: Vec<Duration> = (0..64)
+            .map(|i| {
+                if i < 24 {
+                    ms(5 * (i / 8))
+                } else {
+                    ms(100 + 5 * ((i - 24) / 8))
+                }
+            })
+            .collect();
+        assert_eq!(
+            times, expected,
+            "pending {pending}: the lane resumes the moment it is resumed"
+        );
+        run.stop().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_hot_key_and_all_null_keys_stay_serial() {
     // Half of the records on one key, the rest on distinct keys.
     let mut keys: Vec<Option<String>> = Vec::new();
