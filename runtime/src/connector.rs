@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -119,6 +119,9 @@ pub struct Connector {
     state: Mutex<ConnectorState>,
     halt: CancellationToken,
     paused: watch::Sender<bool>,
+    /// The value `paused` holds, readable without its lock: attempts read
+    /// it on every send, from every lane thread.
+    paused_now: AtomicBool,
     guest_failures: Mutex<VecDeque<Instant>>,
 }
 
@@ -134,7 +137,9 @@ impl Connector {
         paused: watch::Sender<bool>,
         lag: std::sync::Arc<crate::metrics::ConsumerLag>,
     ) -> Self {
+        let paused_now = AtomicBool::new(*paused.borrow());
         Self {
+            paused_now,
             paused,
             config,
             sink,
@@ -166,15 +171,16 @@ impl Connector {
     }
 
     /// Pauses or resumes delivery. Paused, the connector keeps its consumer
-    /// and partitions, fetches nothing new and starts no new record; an
+    /// and partitions, fetches nothing new and starts no new attempt; an
     /// attempt in flight finishes and its retry waits continue.
     pub fn set_paused(&self, paused: bool) {
+        self.paused_now.store(paused, Ordering::SeqCst);
         self.paused.send_replace(paused);
     }
 
     /// True while paused.
     pub fn is_paused(&self) -> bool {
-        *self.paused.borrow()
+        self.paused_now.load(Ordering::SeqCst)
     }
 
     /// A receiver that sees every pause and resume.

@@ -234,11 +234,13 @@ impl Lane {
             Control::Stop
         }));
         control.push(pause_change(pause.clone()));
+        // Kept up to date by the pause changes, so that no turn of the loop
+        // takes the watch's lock.
+        let mut paused = *pause.borrow();
         let mut stopping = false;
         // After a consumer error, reading waits until then.
         let mut read_after: Option<Instant> = None;
         loop {
-            let paused = *pause.borrow();
             if !stopping && !paused {
                 while let Some((key, consumed)) = schedule.ready.pop_front() {
                     running.push(start(key, consumed));
@@ -255,7 +257,10 @@ impl Lane {
                     stopping |= schedule.done(done);
                 }
                 Some(change) = control.next(), if !stopping => match change {
-                    Control::Pause(Some(receiver)) => control.push(pause_change(receiver)),
+                    Control::Pause(Some(receiver)) => {
+                        paused = *receiver.borrow();
+                        control.push(pause_change(receiver));
+                    }
                     Control::Pause(None) | Control::Stop => stopping = true,
                 },
                 () = resume_reading(read_after), if read_after.is_some() => read_after = None,

@@ -374,7 +374,7 @@ impl RecordDelivery {
             };
             // Paused while waiting for room: the room goes back (to the
             // connector's other lanes, too) until the connector resumes.
-            if !*self.pause.borrow() {
+            if !self.connector.is_paused() {
                 break permits;
             }
         };
@@ -399,7 +399,7 @@ impl RecordDelivery {
     /// attempt, and lets those in flight finish. False when the lane stops
     /// (or the connector is gone) first.
     async fn unpaused(&self) -> bool {
-        if !*self.pause.borrow() {
+        if !self.connector.is_paused() {
             return true;
         }
         let mut pause = self.pause.clone();
