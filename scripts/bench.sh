@@ -13,6 +13,13 @@
 #   scripts/bench.sh --scenario clean       one scenario (repeatable)
 #   scripts/bench.sh --records 20000        fewer records
 #   scripts/bench.sh --perf                 also record a perf profile of wasmsink
+#   scripts/bench.sh --instructions         count the instructions wasmsink's lane
+#                                           tasks execute per record, under
+#                                           valgrind's callgrind (release build,
+#                                           20,000 records, clean unless
+#                                           --scenario; no wrk, no latency run):
+#                                           exact, so builds compare without the
+#                                           noise of CPU time (see WASMSINK)
 #   scripts/bench.sh --kafka fetch.wait.max.ms=10
 #                                           add a [kafka] property (repeatable)
 #   scripts/bench.sh --latency-rate 1000    latency run at this rate instead of
@@ -58,11 +65,12 @@ usage() {
     echo "Scenarios: ${ALL_SCENARIOS[*]}"
 }
 
-smoke=0 perf=0 records="" soak_seconds="" soak_rate="" wrk_seconds=5 latency_seconds=10 latency_rate="" scenarios=() kafka_properties=()
+smoke=0 perf=0 instructions=0 records="" soak_seconds="" soak_rate="" wrk_seconds=5 latency_seconds=10 latency_rate="" scenarios=() kafka_properties=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --smoke) smoke=1 ;;
         --perf) perf=1 ;;
+        --instructions) instructions=1 ;;
         --scenario) scenarios+=("${2:?--scenario needs a name}"); shift ;;
         --records) records="${2:?--records needs a number}"; shift ;;
         --soak-seconds) soak_seconds="${2:?--soak-seconds needs a number}"; shift ;;
@@ -76,8 +84,14 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+if [ "$instructions" = 1 ]; then
+    # The smoke's flow (no wrk, no latency run, no targets) on a release build.
+    smoke=1 records="${records:-20000}"
+    [ ${#scenarios[@]} -gt 0 ] || scenarios=(clean)
+fi
 if [ "$smoke" = 1 ]; then
     records="${records:-2000}" profile=debug
+    [ "$instructions" = 0 ] || profile=release
     soak_seconds="${soak_seconds:-20}" soak_rate="${soak_rate:-500}"
     [ ${#scenarios[@]} -gt 0 ] || scenarios=("${SMOKE_SCENARIOS[@]}")
 else
@@ -156,6 +170,9 @@ tansu_path() {
 }
 TANSU_BIN="$(tansu_path)"
 [ -x "$TANSU_BIN" ] || die "tansu not found: run scripts/install-test-deps.sh or set TANSU"
+if [ "$instructions" = 1 ]; then
+    command -v valgrind >/dev/null || die "valgrind not found: apt-get install -y valgrind"
+fi
 if [ "$smoke" = 0 ]; then
     command -v wrk >/dev/null || die "wrk not found: apt-get install -y wrk"
     if [ "$perf" = 1 ]; then command -v perf >/dev/null || die "perf not found: apt-get install -y linux-perf"; fi
@@ -436,7 +453,12 @@ measure_limits() {
 # WASMSINK_PID, LAUNCH_US, READY_MS, ASSIGNED_MS and CPU_READY.
 launch_wasmsink() {
     LAUNCH_US=${EPOCHREALTIME/./}
-    spawn "$dir/wasmsink.log" env RUST_LOG=info "$WASMSINK_BIN" --log-format json run --config "$dir/wasmsink.toml"
+    local counting=()
+    # Counts only while a lane task runs: not librdkafka's own threads, not
+    # the REST APIs or supervision.
+    [ "$instructions" = 0 ] || counting=(valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out"
+        --smc-check=all-non-file "--toggle-collect=wasmsink::lane_threads::LaneThreads::spawn::*")
+    spawn "$dir/wasmsink.log" env RUST_LOG=info "${counting[@]}" "$WASMSINK_BIN" --log-format json run --config "$dir/wasmsink.toml"
     WASMSINK_PID=$SPAWNED
     wait_for_line "$dir/wasmsink.log" "partitions assigned" 60 "$((topics + (${#busy_guest} > 0 ? 1 : 0)))"
     CPU_READY="$(cpu_seconds "$WASMSINK_PID")"
@@ -535,6 +557,16 @@ finish_scenario() {
         "$EXIT_STATUS" "$VERDICT" | tee -a "$OUT/summary.txt"
     printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$RATE" "$ratio" "$LIMIT" \
         "$own_cell" "$FROM_START" "$CPU_US" "$PEAK_RSS" "$READY_MS" "$P50" "$P99 ($FLOOR_P99)" "$VERDICT" >>"$OUT/results.md"
+    [ "$instructions" = 0 ] || report_instructions
+}
+
+# Prints the INSTRUCTIONS line: what the lane tasks executed, per record.
+report_instructions() {
+    local total
+    total="$(callgrind_annotate "$dir/callgrind.out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')"
+    [ "${total:-0}" -gt 0 ] || die "callgrind counted nothing in the lane tasks (see $dir/wasmsink.log): was wasmsink::lane_threads::LaneThreads::spawn renamed?"
+    printf 'INSTRUCTIONS scenario=%s records=%s lane_instructions_per_record=%s\n' \
+        "$name" "$EXPECTED" "$((total / EXPECTED))" | tee -a "$OUT/summary.txt"
 }
 
 # Prints a SKIPPED line for scenario $name because of $1.
