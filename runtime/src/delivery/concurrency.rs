@@ -6,11 +6,12 @@
 //! retrying at once. Attempts are grouped in windows of about one round
 //! trip (at least [`MIN_WINDOW`]); at the end of each window:
 //!
-//! - when at least half of its attempts failed for endpoint-wide reasons
-//!   (transport errors and 429, 502, 503, 504), the limit halves;
+//! - when at least half of its attempts, and at least [`MIN_CONGESTED`],
+//!   failed for endpoint-wide reasons (transport errors and 429, 502, 503,
+//!   504), the limit halves;
 //! - else, when the mean round trip of its healthy attempts is more than
 //!   twice the running average (and [`LATENCY_FLOOR`] more), the limit
-//!   shrinks by a tenth;
+//!   shrinks by a tenth (at least by one);
 //! - else, when the limit was reached during the window, it grows: doubling
 //!   until the first decrease (slow start), then by one.
 //!
@@ -29,6 +30,11 @@ use crate::guest::bindings::AttemptOutcome;
 
 /// The shortest adaptive window.
 const MIN_WINDOW: Duration = Duration::from_millis(10);
+/// Fewer endpoint-wide failures than this in a window never halve the
+/// limit: at a low rate a window may hold a single attempt, and one
+/// record's 503 must park only its key. (A dead endpoint fails every
+/// attempt, so its windows reach this whenever the limit is above it.)
+const MIN_CONGESTED: u32 = 2;
 /// Latency rises smaller than this are noise (a loopback receiver's round
 /// trip doubles with any scheduling hiccup).
 const LATENCY_FLOOR: Duration = Duration::from_millis(1);
@@ -125,15 +131,11 @@ impl ConcurrencyLimit {
             let notified = available.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            lock(state).waiters += 1;
-            let taken = try_take(state);
-            if !taken {
-                notified.await;
-            }
-            lock(state).waiters -= 1;
-            if taken {
+            let _waiting = Waiting::register(state);
+            if try_take(state) {
                 return self.permit();
             }
+            notified.await;
         }
     }
 
@@ -182,6 +184,23 @@ impl ConcurrencyLimit {
 
 fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A task counted in `State::waiters` until this is dropped, also when
+/// the task stops waiting because its future was dropped (a lane stopping).
+struct Waiting<'a>(&'a Mutex<State>);
+
+impl<'a> Waiting<'a> {
+    fn register(state: &'a Mutex<State>) -> Self {
+        lock(state).waiters += 1;
+        Waiting(state)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        lock(self.0).waiters -= 1;
+    }
 }
 
 /// Takes an adaptive permit if the limit allows one now.
@@ -278,14 +297,14 @@ impl Aimd {
         }
         let healthy = self.done - self.congested;
         let mean = (healthy > 0).then(|| self.healthy_rtt.as_secs_f64() / f64::from(healthy));
-        if self.congested * 2 >= self.done {
+        if self.congested >= MIN_CONGESTED && self.congested * 2 >= self.done {
             self.limit = (self.limit / 2).max(1);
             self.slow_start = false;
         } else if let (Some(mean), Some(past)) = (mean, self.past_rtt)
             && mean > past * 2.0
             && mean - past > LATENCY_FLOOR.as_secs_f64()
         {
-            self.limit = (self.limit - self.limit / 10).saturating_sub(1).max(1);
+            self.limit = self.limit.saturating_sub((self.limit / 10).max(1)).max(1);
             self.slow_start = false;
         } else if self.reached {
             self.limit = if self.slow_start {
@@ -382,12 +401,41 @@ mod tests {
     }
 
     #[test]
+    fn one_failure_alone_in_a_window_leaves_the_limit_alone() {
+        let mut aimd = Aimd::new(512);
+        let mut now = run(&mut aimd, Instant::now(), 9, 4, 0, Duration::from_millis(5));
+        assert_eq!(aimd.limit, 512);
+        // A trickle: each window holds one attempt, a 503 of one record.
+        for _ in 0..5 {
+            now += aimd.window() + Duration::from_millis(1);
+            aimd.on_done(now, Duration::from_millis(5), Signal::Congested);
+        }
+        assert_eq!(aimd.limit, 512);
+        // Two in a window are an endpoint failing.
+        aimd.on_done(now, Duration::from_millis(5), Signal::Congested);
+        now += aimd.window() + Duration::from_millis(1);
+        aimd.on_done(now, Duration::from_millis(5), Signal::Congested);
+        assert_eq!(aimd.limit, 256);
+    }
+
+    #[test]
+    fn a_small_limit_shrinks_by_at_least_one() {
+        let mut aimd = Aimd::new(512);
+        aimd.limit = 5;
+        aimd.slow_start = false;
+        let now = run(&mut aimd, Instant::now(), 3, 4, 0, Duration::from_millis(5));
+        let steady = aimd.limit;
+        run(&mut aimd, now, 1, 4, 0, Duration::from_millis(50));
+        assert_eq!(aimd.limit, steady - 1);
+    }
+
+    #[test]
     fn rising_latency_shrinks_and_then_the_limit_grows_by_one() {
         let mut aimd = Aimd::new(512);
         let now = run(&mut aimd, Instant::now(), 6, 4, 0, Duration::from_millis(5));
         let grown = aimd.limit;
         let now = run(&mut aimd, now, 1, 4, 0, Duration::from_millis(50));
-        assert!(aimd.limit < grown, "{} after {grown}", aimd.limit);
+        assert_eq!(aimd.limit, grown - grown / 10, "a tenth less");
         assert!(!aimd.slow_start);
         // Once the average has caught up with 50 ms, it is steady again:
         // one more per window.
@@ -411,6 +459,33 @@ mod tests {
         let grown = aimd.limit;
         run(&mut aimd, now, 1, 4, 0, Duration::from_micros(400));
         assert!(aimd.limit >= grown);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_gives_up_is_no_longer_counted() {
+        let settings = DeliverySettings {
+            concurrency: Concurrency::Adaptive,
+            ..DeliverySettings::default()
+        };
+        let limit = ConcurrencyLimit::new(&settings);
+        // The adaptive limit starts at one.
+        let held = limit.acquire().await;
+        let waiter = tokio::spawn({
+            let limit = limit.clone();
+            async move { limit.acquire().await }
+        });
+        let Limit::Adaptive { state, .. } = &limit.0 else {
+            panic!("an adaptive limit");
+        };
+        while lock(state).waiters == 0 {
+            tokio::task::yield_now().await;
+        }
+        // A lane stopping drops its attempt while it waits.
+        waiter.abort();
+        assert!(waiter.await.is_err_and(|error| error.is_cancelled()));
+        assert_eq!(lock(state).waiters, 0);
+        drop(held);
+        assert_eq!(lock(state).in_flight, 0);
     }
 
     #[tokio::test]
