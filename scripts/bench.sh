@@ -571,7 +571,7 @@ report_instructions() {
 
 # Prints a SKIPPED line for scenario $name because of $1.
 skip_scenario() {
-    log "$name: SKIPPED (placeholder): $1"
+    log "$name: SKIPPED: $1"
     printf 'RESULT scenario=%s status=SKIPPED reason="%s"\n' "$name" "$1" | tee -a "$OUT/summary.txt"
     table_note "$name" "skipped: $1"
     stop_all
