@@ -61,6 +61,26 @@ pub struct DeliveryGauges {
     pub concurrency_limit: AtomicU64,
 }
 
+/// One count held in a gauge for as long as the value lives: taken back
+/// when it is dropped, also when the future that holds it is (a lane
+/// aborted mid-request), so a gauge never keeps a count for something
+/// that ended.
+#[must_use = "the count is taken back when this is dropped"]
+pub(crate) struct Counted<'a>(&'a AtomicI64);
+
+impl<'a> Counted<'a> {
+    pub(crate) fn raise(gauge: &'a AtomicI64) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        Counted(gauge)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Guest calls per export and the time they took.
 #[derive(Debug, Default)]
 pub struct GuestCallStats {

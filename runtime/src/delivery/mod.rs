@@ -14,10 +14,12 @@
 //!   time is in delivery, exactly as the seed connector did; in `key`
 //!   order each record key is its own; in `none` order nothing waits.
 //!
-//! Reading is bounded by `delivery.max.pending.records` (records read and
-//! not finished): a lane that holds that many stops reading its queue, so
-//! librdkafka stops fetching that partition and no other. Requests are
-//! bounded by `delivery.max.in.flight` per lane and by the connector's
+//! Reading is bounded by `delivery.max.pending.records`: a lane that holds
+//! that many records from its commit mark on (finished or not) stops
+//! reading its queue, so librdkafka stops fetching that partition and no
+//! other, and a crash re-sends at most that many records of it beyond what
+//! finished since the last commit. Requests are bounded by
+//! `delivery.max.in.flight` per lane and by the connector's
 //! [`concurrency::ConcurrencyLimit`].
 
 use std::collections::VecDeque;
@@ -44,7 +46,7 @@ mod tests;
 
 pub(crate) use concurrency::ConcurrencyLimit;
 use keys::{KeyQueues, KeyRule, OrderKey};
-use progress::PartitionProgress;
+use progress::{PartitionProgress, Ticket};
 use record::{RecordDelivery, RecordOutcome};
 
 /// How long a lane waits after a consumer error before reading again.
@@ -62,10 +64,10 @@ pub struct ConsumedRecord {
 /// Where a lane reads its partition's records, in order, one at a time.
 ///
 /// A lane asks for the next record only while it holds fewer than
-/// `delivery.max.pending.records` unfinished ones, so the queue behind this
-/// (librdkafka's own queue for the partition, which stops fetching when it
-/// holds `queued.max.messages.kbytes`) is all the other buffering there is:
-/// a slow lane never needs its partition paused.
+/// `delivery.max.pending.records` records from its commit mark on, so the
+/// queue behind this (librdkafka's own queue for the partition, which stops
+/// fetching when it holds `queued.max.messages.kbytes`) is all the other
+/// buffering there is: a slow lane never needs its partition paused.
 pub trait RecordQueue: Send + 'static {
     /// Why a record could not be read; the lane logs it and reads on.
     type Error: std::fmt::Display + Send;
@@ -216,11 +218,11 @@ impl Lane {
             stop,
             max_pending,
         } = self;
-        let start = |key: OrderKey, consumed: ConsumedRecord| {
+        let start = |key: OrderKey, read: ReadRecord| {
             let delivery = &delivery;
             async move {
-                let outcome = delivery.deliver(&consumed).await;
-                (key, consumed.record.offset, outcome)
+                let outcome = delivery.deliver(&read.consumed).await;
+                (key, read.ticket, outcome)
             }
         };
         let mut running = FuturesUnordered::new();
@@ -242,15 +244,15 @@ impl Lane {
         let mut read_after: Option<Instant> = None;
         loop {
             if !stopping && !paused {
-                while let Some((key, consumed)) = schedule.ready.pop_front() {
-                    running.push(start(key, consumed));
+                while let Some((key, read)) = schedule.ready.pop_front() {
+                    running.push(start(key, read));
                 }
             }
             if stopping && running.is_empty() {
                 break;
             }
             let can_read =
-                !stopping && !paused && read_after.is_none() && schedule.pending < max_pending;
+                !stopping && !paused && read_after.is_none() && schedule.has_room(max_pending);
             tokio::select! {
                 biased;
                 Some(done) = running.next(), if !running.is_empty() => {
@@ -274,7 +276,6 @@ impl Lane {
                 },
             }
         }
-        schedule.forget();
     }
 }
 
@@ -311,9 +312,9 @@ struct Schedule {
     offsets: Arc<dyn OffsetSink>,
     rule: KeyRule,
     /// Records read behind a key that has one in delivery.
-    keys: KeyQueues<ConsumedRecord>,
+    keys: KeyQueues<ReadRecord>,
     /// Records that may start, in the order they became startable.
-    ready: VecDeque<(OrderKey, ConsumedRecord)>,
+    ready: VecDeque<(OrderKey, ReadRecord)>,
     /// Records read and not finished (waiting, ready or in delivery).
     pending: usize,
     progress: PartitionProgress,
@@ -322,6 +323,12 @@ struct Schedule {
     next_offset: Arc<AtomicI64>,
     topic: String,
     partition: i32,
+}
+
+/// A record read by its lane, with what says later that it finished.
+struct ReadRecord {
+    ticket: Ticket,
+    consumed: ConsumedRecord,
 }
 
 /// This lane's share of the connector's summed gauges.
@@ -334,20 +341,28 @@ struct Shown {
 impl Schedule {
     /// A record was read: it starts now or waits behind its key.
     fn read(&mut self, consumed: ConsumedRecord) {
-        self.progress.read(consumed.record.offset);
+        let ticket = self.progress.read(consumed.record.offset);
         self.pending += 1;
         let key = self.rule.order_key(consumed.record.key.as_deref());
-        if let Some(startable) = self.keys.push(key, consumed) {
+        if let Some(startable) = self.keys.push(key, ReadRecord { ticket, consumed }) {
             self.ready.push_back((key, startable));
         }
         self.show();
     }
 
+    /// Whether the lane may read another record: it holds fewer than
+    /// `max_pending` from its commit mark on, and fewer than that are
+    /// unfinished (which differs only after a rewind, when records read
+    /// before it may still be in delivery).
+    fn has_room(&self, max_pending: usize) -> bool {
+        self.pending < max_pending && self.progress.held() < max_pending
+    }
+
     /// A record's delivery ended; true when the lane must stop.
-    fn done(&mut self, (key, offset, outcome): (OrderKey, i64, RecordOutcome)) -> bool {
+    fn done(&mut self, (key, ticket, outcome): (OrderKey, Ticket, RecordOutcome)) -> bool {
         match outcome {
             RecordOutcome::Finished => {
-                self.finish(key, offset);
+                self.finish(key, ticket);
                 false
             }
             RecordOutcome::Abandoned => true,
@@ -360,12 +375,12 @@ impl Schedule {
 
     /// A record finished: its key's next record may start, and the commit
     /// mark may move.
-    fn finish(&mut self, key: OrderKey, offset: i64) {
+    fn finish(&mut self, key: OrderKey, ticket: Ticket) {
         self.pending -= 1;
         if let Some(next) = self.keys.finish(key) {
             self.ready.push_back((key, next));
         }
-        if let Some(mark) = self.progress.finish(offset) {
+        if let Some(mark) = self.progress.finish(ticket) {
             self.next_offset.store(mark, Ordering::Release);
             self.offsets.store(&self.topic, self.partition, mark);
         }
@@ -392,9 +407,12 @@ impl Schedule {
             uncommitted,
         };
     }
+}
 
-    /// Takes this lane's share out of the connector's gauges as it ends.
-    fn forget(&mut self) {
+impl Drop for Schedule {
+    /// Takes this lane's share out of the connector's gauges as it ends,
+    /// also when its task is aborted (a revoke whose grace ran out).
+    fn drop(&mut self) {
         let gauges = &self.connector.stats.delivery;
         gauges
             .pending
@@ -402,6 +420,5 @@ impl Schedule {
         gauges
             .uncommitted
             .fetch_sub(self.shown.uncommitted, Ordering::Relaxed);
-        self.shown = Shown::default();
     }
 }

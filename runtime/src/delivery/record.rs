@@ -8,7 +8,6 @@
 //! per request in flight. A record waiting for its next attempt holds
 //! nothing but its key.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,7 +26,7 @@ use crate::guest::bindings::{
     TransformOutcome,
 };
 use crate::guest::{GuestError, LaneGuests};
-use crate::metrics::GuestExport;
+use crate::metrics::{Counted, GuestExport};
 use crate::sink::{LaneSender, PreparedRequest, ResponseHeaders};
 
 /// How one record ended.
@@ -340,15 +339,12 @@ impl RecordDelivery {
         if self.stop.is_cancelled() {
             return false;
         }
-        let gauges = &self.connector.stats.delivery;
-        gauges.parked.fetch_add(1, Ordering::Relaxed);
-        let waited = tokio::select! {
+        let _parked = Counted::raise(&self.connector.stats.delivery.parked);
+        tokio::select! {
             biased;
             () = self.stop.cancelled() => false,
             () = tokio::time::sleep(duration) => true,
-        };
-        gauges.parked.fetch_sub(1, Ordering::Relaxed);
-        waited
+        }
     }
 
     /// Sends one attempt once the partition and the connector have room for
@@ -380,11 +376,11 @@ impl RecordDelivery {
         };
         let gauges = &self.connector.stats.delivery;
         let mut sender = self.senders.take(&self.connector);
-        gauges.in_flight.fetch_add(1, Ordering::Relaxed);
+        let in_flight = Counted::raise(&gauges.in_flight);
         let sent = Instant::now();
         let outcome = sender.send(request).await;
         let answered = Instant::now();
-        gauges.in_flight.fetch_sub(1, Ordering::Relaxed);
+        drop(in_flight);
         self.senders.give_back(sender);
         permit.report(
             Signal::of(&outcome),

@@ -256,6 +256,19 @@ async fn run_lanes(
     partitions: &[&[Option<&str>]],
     answer: Answer,
 ) -> Run {
+    let queues = (0..)
+        .zip(partitions)
+        .map(|(partition, keys)| records(partition, keys))
+        .collect();
+    run_queues(properties, queues, answer).await
+}
+
+/// Starts a lane per partition, partition `i` reading `queues[i]`.
+async fn run_queues(
+    properties: &[(&str, &str)],
+    queues: Vec<Vec<ConsumedRecord>>,
+    answer: Answer,
+) -> Run {
     let mut map: std::collections::BTreeMap<String, String> = properties
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -295,12 +308,12 @@ async fn run_lanes(
         tasks: Vec::new(),
         connector: connector.clone(),
     };
-    for (partition, keys) in (0..).zip(partitions) {
+    for (partition, records) in (0..).zip(queues) {
         let stored = Arc::new(Stored::default());
         let reads = Arc::new(AtomicUsize::new(0));
         let stop = connector.halt_token().child_token();
         let queue = ListQueue {
-            records: records(partition, keys).into_iter(),
+            records: records.into_iter(),
             reads: reads.clone(),
         };
         let lane = Lane::new(
@@ -658,6 +671,117 @@ async fn reading_stops_at_the_pending_cap() {
     assert_eq!(gauges.uncommitted.load(Atomic::SeqCst), 16);
     run.connector.halt_token().cancel();
     run.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_parked_key_holds_its_partition_once_the_pending_cap_is_read_past_it() {
+    // a:0 waits 1 s for its retry. Reading goes on past it for the other
+    // keys, but only up to 64 records from the mark: what a crash would
+    // re-send stays bounded however long a:0 waits.
+    let answer: Answer = Arc::new(|body, at| {
+        if body == "a:0" && at.is_zero() {
+            (Duration::ZERO, 500, RETRY)
+        } else {
+            (ms(1), 200, OK)
+        }
+    });
+    let keys: Vec<_> = (0..5).flat_map(|_| ten_keys()).collect();
+    let run = run(
+        &[
+            ("delivery.ordering", "key"),
+            ("delivery.max.in.flight", "8"),
+            ("delivery.max.pending.records", "64"),
+            ("delivery.concurrency", "fixed"),
+            ("retry.backoff.sec", "1"),
+        ],
+        &keys,
+        answer,
+    )
+    .await;
+    run.until(ms(500)).await;
+    assert_eq!(run.reads[0].load(Atomic::SeqCst), 64);
+    let gauges = &run.connector.stats.delivery;
+    assert_eq!(gauges.uncommitted.load(Atomic::SeqCst), 64);
+    // The other keys' records among the 64 were delivered; a's wait.
+    assert_eq!(run.seen.lock().unwrap().arrivals.len(), 1 + 63 - 6);
+    assert_eq!(gauges.pending.load(Atomic::SeqCst), 7);
+    assert_eq!(*run.stored[0].0.lock().unwrap(), None);
+    run.committed(1_000).await;
+    assert_in_order(&run.arrivals_by_key());
+    run.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rewind_never_commits_past_a_record_still_in_delivery() {
+    // a:0 waits 1 s for its retry while the consumer is reset from 20 back
+    // to 15 (an out-of-range fetch with `auto.offset.reset`): 15..19 are
+    // read and delivered again, and the mark must still wait for a:0.
+    let answer: Answer = Arc::new(|body, at| {
+        if body == "a:0" && at.is_zero() {
+            (Duration::ZERO, 500, RETRY)
+        } else {
+            (ms(1), 200, OK)
+        }
+    });
+    let keys = &ten_keys()[..20];
+    let mut queue = records(0, keys);
+    queue.extend(records(0, keys).into_iter().skip(15));
+    let run = run_queues(
+        &[
+            ("delivery.ordering", "key"),
+            ("delivery.concurrency", "fixed"),
+            ("retry.backoff.sec", "1"),
+        ],
+        vec![queue],
+        answer,
+    )
+    .await;
+    run.until(ms(500)).await;
+    assert_eq!(run.reads[0].load(Atomic::SeqCst), 25);
+    assert_eq!(run.arrived("f:15").len(), 2, "read again after the rewind");
+    assert_eq!(*run.stored[0].0.lock().unwrap(), None, "nothing passes a:0");
+    run.committed(20).await;
+    assert_eq!(run.arrived("a:0"), [ms(0), ms(1_000)]);
+    run.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_aborted_lane_takes_its_share_out_of_the_gauges() {
+    // A revoke whose grace ran out aborts the lane's task mid-request, with
+    // a:0 parked for its retry: nothing it counted may stay in the gauges.
+    let answer: Answer = Arc::new(|body, at| {
+        if body == "a:0" && at.is_zero() {
+            (Duration::ZERO, 500, RETRY)
+        } else {
+            (ms(3_000), 200, OK)
+        }
+    });
+    let run = run(
+        &[
+            ("delivery.ordering", "key"),
+            ("delivery.max.in.flight", "4"),
+            ("delivery.max.pending.records", "16"),
+            ("delivery.concurrency", "fixed"),
+            ("retry.backoff.sec", "10"),
+        ],
+        &ten_keys(),
+        answer,
+    )
+    .await;
+    run.until(ms(500)).await;
+    let gauges = &run.connector.stats.delivery;
+    assert_eq!(gauges.in_flight.load(Atomic::SeqCst), 4);
+    assert_eq!(gauges.parked.load(Atomic::SeqCst), 1);
+    assert_eq!(gauges.pending.load(Atomic::SeqCst), 16);
+    assert_eq!(gauges.uncommitted.load(Atomic::SeqCst), 16);
+    for task in run.tasks {
+        task.abort();
+        assert!(task.await.is_err_and(|error| error.is_cancelled()));
+    }
+    assert_eq!(gauges.in_flight.load(Atomic::SeqCst), 0);
+    assert_eq!(gauges.parked.load(Atomic::SeqCst), 0);
+    assert_eq!(gauges.pending.load(Atomic::SeqCst), 0);
+    assert_eq!(gauges.uncommitted.load(Atomic::SeqCst), 0);
 }
 
 #[tokio::test(start_paused = true)]
