@@ -333,6 +333,18 @@ async fn run_queues(
     run
 }
 
+/// Asks for a retry at once on a:0's first attempt, and accepts every
+/// other attempt after `delay_ms`.
+fn a0_retried_then_all_accepted_after(delay_ms: u64) -> Answer {
+    Arc::new(move |body, at| {
+        if body == "a:0" && at.is_zero() {
+            (Duration::ZERO, 500, RETRY)
+        } else {
+            (Duration::from_millis(delay_ms), 200, OK)
+        }
+    })
+}
+
 /// Accepts everything after `delay_ms`.
 fn answer(delay_ms: u64) -> Answer {
     Arc::new(move |_, _| (Duration::from_millis(delay_ms), 200, OK))
@@ -599,13 +611,7 @@ async fn the_connector_cap_holds_across_partitions() {
 async fn a_retry_parks_only_its_key_for_exactly_its_back_off() {
     // The first attempt of a:0 asks for a retry after 1 s; everything else
     // is accepted after 1 ms.
-    let answer: Answer = Arc::new(|body, at| {
-        if body == "a:0" && at.is_zero() {
-            (Duration::ZERO, 500, RETRY)
-        } else {
-            (ms(1), 200, OK)
-        }
-    });
+    let answer = a0_retried_then_all_accepted_after(1);
     let run = run(
         &[("delivery.ordering", "key"), ("retry.backoff.sec", "1")],
         &ten_keys(),
@@ -678,13 +684,7 @@ async fn a_parked_key_holds_its_partition_once_the_pending_cap_is_read_past_it()
     // a:0 waits 1 s for its retry. Reading goes on past it for the other
     // keys, but only up to 64 records from the mark: what a crash would
     // re-send stays bounded however long a:0 waits.
-    let answer: Answer = Arc::new(|body, at| {
-        if body == "a:0" && at.is_zero() {
-            (Duration::ZERO, 500, RETRY)
-        } else {
-            (ms(1), 200, OK)
-        }
-    });
+    let answer = a0_retried_then_all_accepted_after(1);
     let keys: Vec<_> = (0..5).flat_map(|_| ten_keys()).collect();
     let run = run(
         &[
@@ -716,13 +716,7 @@ async fn a_rewind_never_commits_past_a_record_still_in_delivery() {
     // a:0 waits 1 s for its retry while the consumer is reset from 20 back
     // to 15 (an out-of-range fetch with `auto.offset.reset`): 15..19 are
     // read and delivered again, and the mark must still wait for a:0.
-    let answer: Answer = Arc::new(|body, at| {
-        if body == "a:0" && at.is_zero() {
-            (Duration::ZERO, 500, RETRY)
-        } else {
-            (ms(1), 200, OK)
-        }
-    });
+    let answer = a0_retried_then_all_accepted_after(1);
     let keys = &ten_keys()[..20];
     let mut queue = records(0, keys);
     queue.extend(records(0, keys).into_iter().skip(15));
@@ -749,13 +743,7 @@ async fn a_rewind_never_commits_past_a_record_still_in_delivery() {
 async fn an_aborted_lane_takes_its_share_out_of_the_gauges() {
     // A revoke whose grace ran out aborts the lane's task mid-request, with
     // a:0 parked for its retry: nothing it counted may stay in the gauges.
-    let answer: Answer = Arc::new(|body, at| {
-        if body == "a:0" && at.is_zero() {
-            (Duration::ZERO, 500, RETRY)
-        } else {
-            (ms(3_000), 200, OK)
-        }
-    });
+    let answer = a0_retried_then_all_accepted_after(3_000);
     let run = run(
         &[
             ("delivery.ordering", "key"),
