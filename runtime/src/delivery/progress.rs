@@ -301,25 +301,16 @@ mod tests {
             for step in steps {
                 let before = progress.mark();
                 let mut moved = None;
-                match step {
-                    Step::Read(gap) | Step::Rewind(gap) if read_end.is_none() => {
-                        let offset = gap;
-                        reads.push(Read { ticket: progress.read(offset), offset, superseded: false, finished: false });
-                        read_end = Some(offset + 1);
-                    }
-                    Step::Read(gap) => {
-                        let offset = read_end.unwrap() - 1 + gap;
-                        reads.push(Read { ticket: progress.read(offset), offset, superseded: false, finished: false });
-                        read_end = Some(offset + 1);
-                    }
+                // The offset read next, if this step reads one.
+                let read_at = match step {
+                    Step::Read(gap) => Some(read_end.map_or(gap, |end| end - 1 + gap)),
                     Step::Rewind(back) => {
-                        let offset = (read_end.unwrap() - back).max(0);
+                        let offset = read_end.map_or(back, |end| (end - back).max(0));
                         for read in &mut reads {
                             read.superseded |= read.offset >= offset;
                         }
-                        reads.push(Read { ticket: progress.read(offset), offset, superseded: false, finished: false });
-                        read_end = Some(offset + 1);
                         last_mark = None;
+                        Some(offset)
                     }
                     Step::Finish(pick) => {
                         let unfinished: Vec<usize> =
@@ -330,7 +321,13 @@ mod tests {
                         let read = &mut reads[unfinished[pick.index(unfinished.len())]];
                         read.finished = true;
                         moved = Some((progress.finish(read.ticket), read.superseded));
+                        None
                     }
+                };
+                if let Some(offset) = read_at {
+                    let ticket = progress.read(offset);
+                    reads.push(Read { ticket, offset, superseded: false, finished: false });
+                    read_end = Some(offset + 1);
                 }
                 let mark = progress.mark();
                 let expected = reads
