@@ -148,11 +148,7 @@ impl RecordDelivery {
             }
             Ok(TransformOutcome::Deliver(request)) => request,
         };
-        let prepared = match self
-            .connector
-            .sink
-            .prepare(self.connector.name(), record, request)
-        {
+        let prepared = match self.connector.sink.prepare(request) {
             Ok(prepared) => prepared,
             Err(error) => {
                 return RecordOutcome::Failed(
@@ -175,7 +171,7 @@ impl RecordDelivery {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let Some((outcome, sent, answered)) = self.send(request).await else {
+            let Some((outcome, sent, answered)) = self.send(record, request).await else {
                 return RecordOutcome::Abandoned;
             };
             let last_status = match &outcome {
@@ -351,7 +347,11 @@ impl RecordDelivery {
     /// it and the connector is not paused; `None` when the lane stops
     /// first. Returns what happened, when the request left and when it was
     /// answered.
-    async fn send(&self, request: &PreparedRequest) -> Option<(AttemptOutcome, Instant, Instant)> {
+    async fn send(
+        &self,
+        record: &KafkaRecord,
+        request: &PreparedRequest,
+    ) -> Option<(AttemptOutcome, Instant, Instant)> {
         let (_slot, permit) = loop {
             if !self.unpaused().await {
                 return None;
@@ -374,11 +374,12 @@ impl RecordDelivery {
                 break permits;
             }
         };
+        let headers = request.headers(self.connector.name(), record);
         let gauges = &self.connector.stats.delivery;
         let mut sender = self.senders.take(&self.connector);
         let in_flight = Counted::raise(&gauges.in_flight);
         let sent = Instant::now();
-        let outcome = sender.send(request).await;
+        let outcome = sender.send(request, headers).await;
         let answered = Instant::now();
         drop(in_flight);
         self.senders.give_back(sender);

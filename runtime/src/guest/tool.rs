@@ -217,7 +217,7 @@ pub async fn run(
     // Nothing is sent: the default egress policy is never consulted.
     let sink = HttpSink::new(callback, Default::default()).map_err(|e| e.to_string())?;
     let prepared = sink
-        .prepare("guest-run", record, request)
+        .prepare(request)
         .map_err(|e| format!("the guest's request is invalid: {e}"))?;
     let _ = writeln!(
         out,
@@ -225,7 +225,7 @@ pub async fn run(
         prepared.method(),
         prepared.path_and_query()
     );
-    for (name, value) in prepared.headers() {
+    for (name, value) in &prepared.headers("guest-run", record) {
         let _ = writeln!(out, "{name}: {}", value.to_str().unwrap_or("<binary>"));
     }
     let _ = writeln!(out);

@@ -17,6 +17,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::HeaderMap;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, Connection, SendRequest};
@@ -118,8 +119,9 @@ struct Open {
 
 /// How one exchange on an open connection ended.
 enum Exchanged {
-    /// The request was never written (the connection had closed while idle).
-    NotSent,
+    /// The request was never written (the connection had closed while
+    /// idle); here it is back, to go on another.
+    NotSent(Box<Message>),
     /// An answer or a failure; the connection, when it can be used again.
     Finished(AttemptOutcome, Option<Box<Open>>),
 }
@@ -142,10 +144,14 @@ impl DirectConnection {
     /// Sends one attempt and reports what happened. A kept connection that
     /// the server closed while it was idle is replaced without counting as
     /// an attempt: the request had not been written.
-    pub async fn send(&mut self, request: &PreparedRequest) -> AttemptOutcome {
+    pub async fn send(&mut self, request: &PreparedRequest, headers: HeaderMap) -> AttemptOutcome {
+        let mut message = hyper::Request::new(Full::new(request.body.clone()));
+        *message.method_mut() = request.method.clone();
+        *message.uri_mut() = request.path_and_query.clone();
+        *message.headers_mut() = headers;
         if let Some(open) = self.open.take() {
-            match exchange(open, request, self.timeouts.read, self.response_headers).await {
-                Exchanged::NotSent => {}
+            match exchange(open, message, self.timeouts.read, self.response_headers).await {
+                Exchanged::NotSent(unsent) => message = *unsent,
                 Exchanged::Finished(outcome, reusable) => {
                     self.open = reusable;
                     return outcome;
@@ -159,8 +165,8 @@ impl DirectConnection {
             Ok(open) => Box::new(open),
             Err(error) => return AttemptOutcome::Transport(error),
         };
-        match exchange(open, request, self.timeouts.read, self.response_headers).await {
-            Exchanged::NotSent => AttemptOutcome::Transport(TransportError {
+        match exchange(open, message, self.timeouts.read, self.response_headers).await {
+            Exchanged::NotSent(_) => AttemptOutcome::Transport(TransportError {
                 kind: TransportErrorKind::Io,
                 message: "the server closed a new connection before the request was sent".into(),
             }),
@@ -257,29 +263,28 @@ impl DirectConnection {
     }
 }
 
-/// Sends `request` on `open` and reads the answer, polling the connection
+/// An attempt's request as hyper sends it.
+type Message = hyper::Request<Full<Bytes>>;
+
+/// Sends `message` on `open` and reads the answer, polling the connection
 /// in this task until the answer is complete.
 async fn exchange(
     mut open: Box<Open>,
-    request: &PreparedRequest,
+    message: Message,
     read_timeout: Option<Duration>,
     response_headers: ResponseHeaders,
 ) -> Exchanged {
     let Open { sender, driver } = &mut *open;
-    let mut message = hyper::Request::new(Full::new(request.body.clone()));
-    *message.method_mut() = request.method.clone();
-    *message.uri_mut() = request.path_and_query.clone();
-    *message.headers_mut() = request.headers.clone();
 
     let result = {
         let attempt =
             pin!(async {
                 if sender.ready().await.is_err() {
-                    return Err(Failure::NotSent);
+                    return Err(Failure::NotSent(Box::new(message)));
                 }
                 let response = sender.try_send_request(message).await.map_err(|mut e| {
                     match e.take_message() {
-                        Some(_) => Failure::NotSent,
+                        Some(unsent) => Failure::NotSent(Box::new(unsent)),
                         None => Failure::Broken(e.into_error()),
                     }
                 })?;
@@ -313,7 +318,7 @@ async fn exchange(
             }),
             None,
         ),
-        Some((Err(Failure::NotSent), _)) => Exchanged::NotSent,
+        Some((Err(Failure::NotSent(message)), _)) => Exchanged::NotSent(message),
         Some((Err(Failure::Broken(error)), _)) => Exchanged::Finished(
             AttemptOutcome::Transport(transport(TransportErrorKind::Io, &error)),
             None,
@@ -327,8 +332,9 @@ async fn exchange(
 
 /// Why an exchange did not produce an answer.
 enum Failure {
-    /// Nothing was written; the same request may go on a new connection.
-    NotSent,
+    /// Nothing was written; the request (boxed: this is rare), to go on a
+    /// new connection.
+    NotSent(Box<Message>),
     /// The connection broke after the request was (maybe) written.
     Broken(hyper::Error),
 }

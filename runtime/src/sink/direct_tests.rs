@@ -177,8 +177,13 @@ fn lane(url: &str, read_timeout: Option<Duration>) -> (LaneSender, PreparedReque
         headers: Vec::new(),
         body: br#"{"id":1}"#.to_vec(),
     };
-    let prepared = sink.prepare("c", &record(), request).unwrap();
+    let prepared = sink.prepare(request).unwrap();
     (sink.lane(ResponseHeaders::Keep), prepared)
+}
+
+/// The headers of an attempt of `request` for the test record.
+fn headers(request: &PreparedRequest) -> http::HeaderMap {
+    request.headers("c", &record())
 }
 
 fn status(outcome: &AttemptOutcome) -> u16 {
@@ -203,7 +208,7 @@ async fn one_connection_carries_every_attempt_of_a_lane() {
         None,
     );
     for _ in 0..5 {
-        let outcome = lane.send(&request).await;
+        let outcome = lane.send(&request, headers(&request)).await;
         assert_eq!(status(&outcome), 200);
         let AttemptOutcome::Response(response) = outcome else {
             unreachable!()
@@ -237,7 +242,7 @@ async fn a_connection_the_server_closed_while_idle_is_replaced_without_a_failed_
     let server = serve(Script::AnswerThenClose).await;
     let (mut lane, request) = lane(&format!("http://127.0.0.1:{}/", server.port), None);
     for sent in 1..=3 {
-        assert_eq!(status(&lane.send(&request).await), 200);
+        assert_eq!(status(&lane.send(&request, headers(&request)).await), 200);
         // The server has closed the connection before the next attempt.
         let waiting = Instant::now();
         while server.closed.load(Ordering::SeqCst) < sent {
@@ -261,7 +266,8 @@ async fn an_answer_past_the_cap_is_truncated_and_its_connection_not_reused() {
     let server = serve(Script::HugeBody).await;
     let (mut lane, request) = lane(&format!("http://127.0.0.1:{}/", server.port), None);
     for _ in 0..2 {
-        let AttemptOutcome::Response(response) = lane.send(&request).await else {
+        let AttemptOutcome::Response(response) = lane.send(&request, headers(&request)).await
+        else {
             panic!("no answer")
         };
         assert_eq!(response.body.len(), RESPONSE_BODY_CAP);
@@ -278,7 +284,7 @@ async fn no_answer_within_the_read_timeout_is_a_timeout() {
         Some(Duration::from_millis(200)),
     );
     let started = Instant::now();
-    let outcome = lane.send(&request).await;
+    let outcome = lane.send(&request, headers(&request)).await;
     assert_eq!(transport_kind(&outcome), TransportErrorKind::Timeout);
     let waited = started.elapsed();
     assert!(
@@ -295,7 +301,7 @@ async fn a_refused_connection_is_a_connect_error() {
     };
     let (mut lane, request) = lane(&format!("http://127.0.0.1:{port}/"), None);
     assert_eq!(
-        transport_kind(&lane.send(&request).await),
+        transport_kind(&lane.send(&request, headers(&request)).await),
         TransportErrorKind::Connect
     );
 }
@@ -305,11 +311,11 @@ async fn an_answer_broken_off_is_an_io_error_and_the_next_attempt_reconnects() {
     let server = serve(Script::BreakMidAnswer).await;
     let (mut lane, request) = lane(&format!("http://127.0.0.1:{}/", server.port), None);
     assert_eq!(
-        transport_kind(&lane.send(&request).await),
+        transport_kind(&lane.send(&request, headers(&request)).await),
         TransportErrorKind::Io
     );
     assert_eq!(
-        transport_kind(&lane.send(&request).await),
+        transport_kind(&lane.send(&request, headers(&request)).await),
         TransportErrorKind::Io
     );
     assert_eq!(server.connections.load(Ordering::SeqCst), 2);
@@ -319,9 +325,12 @@ async fn an_answer_broken_off_is_an_io_error_and_the_next_attempt_reconnects() {
 async fn a_body_broken_off_is_an_io_error_even_without_a_read_timeout() {
     let server = serve(Script::BreakMidBody).await;
     let (mut lane, request) = lane(&format!("http://127.0.0.1:{}/", server.port), None);
-    let outcome = tokio::time::timeout(Duration::from_secs(5), lane.send(&request))
-        .await
-        .expect("the attempt ends when the connection does");
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(5),
+        lane.send(&request, headers(&request)),
+    )
+    .await
+    .expect("the attempt ends when the connection does");
     assert_eq!(transport_kind(&outcome), TransportErrorKind::Io);
 }
 
@@ -329,7 +338,7 @@ async fn a_body_broken_off_is_an_io_error_even_without_a_read_timeout() {
 async fn https_to_a_server_that_does_not_speak_tls_is_a_tls_error() {
     let server = serve(Script::PlainHttpOnly).await;
     let (mut lane, request) = lane(&format!("https://localhost:{}/", server.port), None);
-    let outcome = lane.send(&request).await;
+    let outcome = lane.send(&request, headers(&request)).await;
     assert_eq!(
         transport_kind(&outcome),
         TransportErrorKind::Tls,
@@ -356,9 +365,14 @@ async fn the_proxied_route_sends_through_the_proxy() {
         headers: Vec::new(),
         body: b"{}".to_vec(),
     };
-    let prepared = sink.prepare("c", &record(), request).unwrap();
+    let prepared = sink.prepare(request).unwrap();
     assert_eq!(
-        status(&sink.lane(ResponseHeaders::Keep).send(&prepared).await),
+        status(
+            &sink
+                .lane(ResponseHeaders::Keep)
+                .send(&prepared, headers(&prepared))
+                .await
+        ),
         200
     );
     let head = proxy.heads.lock().unwrap()[0].to_ascii_lowercase();
@@ -383,19 +397,27 @@ async fn response_headers_are_kept_for_a_guest_that_reads_them_and_dropped_other
         headers: Vec::new(),
         body: b"{}".to_vec(),
     };
-    let prepared = sink.prepare("c", &record(), request).unwrap();
+    let prepared = sink.prepare(request).unwrap();
     let response = |outcome| match outcome {
         AttemptOutcome::Response(response) => response,
         AttemptOutcome::Transport(error) => panic!("transport error: {error:?}"),
     };
 
-    let kept = response(sink.lane(ResponseHeaders::Keep).send(&prepared).await);
+    let kept = response(
+        sink.lane(ResponseHeaders::Keep)
+            .send(&prepared, headers(&prepared))
+            .await,
+    );
     assert_eq!(
         kept.headers,
         [("content-length".to_owned(), "2".to_owned())]
     );
 
-    let dropped = response(sink.lane(ResponseHeaders::Drop).send(&prepared).await);
+    let dropped = response(
+        sink.lane(ResponseHeaders::Drop)
+            .send(&prepared, headers(&prepared))
+            .await,
+    );
     assert!(dropped.headers.is_empty(), "{:?}", dropped.headers);
     assert_eq!((dropped.status, dropped.body.as_slice()), (200, &b"ok"[..]));
 }
@@ -413,8 +435,11 @@ async fn a_name_resolving_to_a_refused_address_is_never_connected_to() {
         headers: Vec::new(),
         body: b"{}".to_vec(),
     };
-    let prepared = sink.prepare("c", &record(), request).unwrap();
-    let outcome = sink.lane(ResponseHeaders::Keep).send(&prepared).await;
+    let prepared = sink.prepare(request).unwrap();
+    let outcome = sink
+        .lane(ResponseHeaders::Keep)
+        .send(&prepared, headers(&prepared))
+        .await;
     let AttemptOutcome::Transport(error) = &outcome else {
         panic!("connected: {outcome:?}");
     };
@@ -423,7 +448,10 @@ async fn a_name_resolving_to_a_refused_address_is_never_connected_to() {
     // Through the proxied route's resolver too (localhost is in NO_PROXY's place: no proxy).
     let proxied =
         HttpSink::build(&callback(&url, None), RouteChoice::Proxied(None), egress).unwrap();
-    let outcome = proxied.lane(ResponseHeaders::Keep).send(&prepared).await;
+    let outcome = proxied
+        .lane(ResponseHeaders::Keep)
+        .send(&prepared, headers(&prepared))
+        .await;
     assert!(
         matches!(outcome, AttemptOutcome::Transport(_)),
         "{outcome:?}"

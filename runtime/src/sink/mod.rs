@@ -40,6 +40,10 @@ const X_B3_INFO: HeaderName = HeaderName::from_static("x-b3-info");
 const X_KAFKA_TOPIC: HeaderName = HeaderName::from_static("x-kafka-topic");
 /// How many headers [`insert_trace_headers`] adds.
 const TRACE_HEADER_COUNT: usize = 5;
+/// Headers an attempt holds without growing the map it starts as a clone
+/// of: the base headers, the guest's, and the trace headers. (Growing
+/// rehashes every header; the map is built for every attempt.)
+const ATTEMPT_HEADER_ROOM: usize = 32;
 
 /// Why the HTTP client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -99,16 +103,23 @@ pub struct HttpSink {
     /// The base URL's path and query, the request target without a guest path.
     base_path_and_query: http::Uri,
     default_method: Method,
-    /// `Host`, `User-Agent` and `Accept`, then the configured headers.
-    base_headers: HeaderMap,
+    /// `Host`, `User-Agent` and `Accept`, then the configured headers, in a
+    /// map with room for [`ATTEMPT_HEADER_ROOM`].
+    base_headers: Arc<HeaderMap>,
 }
 
-/// A request ready to send, reused for every attempt of one record.
+/// A record's request, checked and ready to send, for every attempt of it.
+///
+/// Its headers are built for each attempt ([`Self::headers`]) rather than
+/// kept: the client takes an attempt's headers, so keeping them would mean
+/// building them once and cloning them for every attempt, first included.
 #[derive(Debug, Clone)]
 pub struct PreparedRequest {
     method: Method,
     path_and_query: http::Uri,
-    headers: HeaderMap,
+    base_headers: Arc<HeaderMap>,
+    /// The guest's headers, checked, in order.
+    guest_headers: Vec<(HeaderName, HeaderValue)>,
     body: Bytes,
 }
 
@@ -123,9 +134,17 @@ impl PreparedRequest {
         &self.path_and_query
     }
 
-    /// The headers sent. Values may be secrets: never log them.
-    pub fn headers(&self) -> &HeaderMap {
-        &self.headers
+    /// The headers an attempt sends for `record`. Header precedence, later
+    /// wins (names compared case-insensitively): configured headers, then
+    /// the guest's, then the trace headers `X-B3-TraceId`, `X-B3-SpanId`,
+    /// `X-B3-Sampled`, `X-B3-Info` and `X-Kafka-Topic`. Values may be
+    /// secrets: never log them.
+    pub fn headers(&self, connector: &str, record: &KafkaRecord) -> HeaderMap {
+        let mut headers = HeaderMap::clone(&self.base_headers);
+        headers.reserve(self.guest_headers.len() + TRACE_HEADER_COUNT);
+        override_headers(&mut headers, self.guest_headers.iter().cloned());
+        insert_trace_headers(&mut headers, connector, record);
+        headers
     }
 
     /// The body sent.
@@ -157,11 +176,12 @@ pub enum LaneSender {
 }
 
 impl LaneSender {
-    /// Sends one attempt and reports what happened.
-    pub async fn send(&mut self, request: &PreparedRequest) -> AttemptOutcome {
+    /// Sends one attempt of `request` with `headers` (from
+    /// [`PreparedRequest::headers`]) and reports what happened.
+    pub async fn send(&mut self, request: &PreparedRequest, headers: HeaderMap) -> AttemptOutcome {
         match self {
-            LaneSender::Direct(connection) => connection.send(request).await,
-            LaneSender::Proxied(client, headers) => client.send(request, *headers).await,
+            LaneSender::Direct(connection) => connection.send(request, headers).await,
+            LaneSender::Proxied(client, which) => client.send(request, headers, *which).await,
             #[cfg(test)]
             LaneSender::Scripted(script) => script(request).await,
         }
@@ -217,7 +237,7 @@ impl HttpSink {
             #[cfg(test)]
             RouteChoice::Scripted(script) => Route::Scripted(script),
         };
-        let mut base_headers = HeaderMap::new();
+        let mut base_headers = HeaderMap::with_capacity(ATTEMPT_HEADER_ROOM);
         let host = &url[url::Position::BeforeHost..url::Position::AfterPort];
         let host = HeaderValue::from_str(host).map_err(|e| SinkError(e.to_string()))?;
         base_headers.insert(http::header::HOST, host);
@@ -230,22 +250,26 @@ impl HttpSink {
             base_headers.insert(http::header::AUTHORIZATION, credentials);
         }
         // Validated with the configuration; a failure here is a bug.
-        let configured = callback.headers.iter().map(|(name, value)| {
-            let name =
-                HeaderName::from_bytes(name.as_bytes()).map_err(|e| SinkError(e.to_string()))?;
-            let mut value = HeaderValue::from_str(value)
-                .map_err(|_| SinkError(format!("bad value for {name}")))?;
-            value.set_sensitive(true);
-            Ok((name, value))
-        });
-        override_headers(&mut base_headers, configured)?;
+        let configured = callback
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let name = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|e| SinkError(e.to_string()))?;
+                let mut value = HeaderValue::from_str(value)
+                    .map_err(|_| SinkError(format!("bad value for {name}")))?;
+                value.set_sensitive(true);
+                Ok((name, value))
+            })
+            .collect::<Result<Vec<_>, SinkError>>()?;
+        override_headers(&mut base_headers, configured);
         Ok(Self {
             route,
             timeouts,
             base_path_and_query: origin_form(url)?,
             base_url: url.clone(),
             default_method: callback.method.clone(),
-            base_headers,
+            base_headers: Arc::new(base_headers),
         })
     }
 
@@ -263,39 +287,34 @@ impl HttpSink {
         }
     }
 
-    /// Builds the request for a record. Header precedence, later wins (names
-    /// compared case-insensitively): configured headers, then the guest's,
-    /// then the trace headers `X-B3-TraceId`, `X-B3-SpanId`, `X-B3-Sampled`,
-    /// `X-B3-Info` and `X-Kafka-Topic`.
-    pub fn prepare(
-        &self,
-        connector: &str,
-        record: &KafkaRecord,
-        request: OutboundRequest,
-    ) -> Result<PreparedRequest, RequestError> {
+    /// Checks the guest's request for a record and fixes its method, target
+    /// and body; its headers are built for each attempt
+    /// ([`PreparedRequest::headers`]).
+    pub fn prepare(&self, request: OutboundRequest) -> Result<PreparedRequest, RequestError> {
         let path_and_query = match request.path_and_query.as_deref() {
             None => self.base_path_and_query.clone(),
             Some(path) => origin_form(&join_url(&self.base_url, path)?)
                 .map_err(|_| RequestError::InvalidPath(path.to_owned()))?,
         };
-        let mut headers = self.base_headers.clone();
-        headers.reserve(request.headers.len() + TRACE_HEADER_COUNT);
-        let from_guest = request.headers.iter().map(|(name, value)| {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| RequestError::InvalidHeaderName(name.clone()))?;
-            let value = HeaderValue::from_str(value)
-                .map_err(|_| RequestError::InvalidHeaderValue(name.to_string()))?;
-            Ok((name, value))
-        });
-        override_headers(&mut headers, from_guest)?;
-        insert_trace_headers(&mut headers, connector, record);
+        let guest_headers = request
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let name = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| RequestError::InvalidHeaderName(name.clone()))?;
+                let value = HeaderValue::from_str(value)
+                    .map_err(|_| RequestError::InvalidHeaderValue(name.to_string()))?;
+                Ok((name, value))
+            })
+            .collect::<Result<_, _>>()?;
         let method = request
             .method
             .map_or_else(|| self.default_method.clone(), to_reqwest_method);
         Ok(PreparedRequest {
             method,
             path_and_query,
-            headers,
+            base_headers: self.base_headers.clone(),
+            guest_headers,
             body: Bytes::from(request.body),
         })
     }
@@ -303,21 +322,19 @@ impl HttpSink {
 
 /// Adds `added` to `headers`: a name in `added` replaces that name's values
 /// in `headers` (compared case-insensitively), and every value `added`
-/// gives for it is kept. Stops at the first error.
-fn override_headers<E>(
+/// gives for it is kept.
+fn override_headers(
     headers: &mut HeaderMap,
-    added: impl Iterator<Item = Result<(HeaderName, HeaderValue), E>>,
-) -> Result<(), E> {
+    added: impl IntoIterator<Item = (HeaderName, HeaderValue)>,
+) {
     let mut replaced: Vec<HeaderName> = Vec::new();
-    for header in added {
-        let (name, value) = header?;
+    for (name, value) in added {
         if !replaced.contains(&name) {
             headers.remove(&name);
             replaced.push(name.clone());
         }
         headers.append(name, value);
     }
-    Ok(())
 }
 
 /// A response as the guest sees it, its body collected up to
@@ -447,10 +464,14 @@ fn insert_trace_headers(headers: &mut HeaderMap, connector: &str, record: &Kafka
             let id = trace_id(connector, &record.topic, record.partition, record.offset);
             HeaderValue::try_from(id).expect("hex is a valid header value")
         });
-    let info = format!(
-        "topic={}|partition={}|offset={}",
-        record.topic, record.partition, record.offset
-    );
+    let mut digits = itoa::Buffer::new();
+    let mut info = String::with_capacity(record.topic.len() + 48);
+    info.push_str("topic=");
+    info.push_str(&record.topic);
+    info.push_str("|partition=");
+    info.push_str(digits.format(record.partition));
+    info.push_str("|offset=");
+    info.push_str(digits.format(record.offset));
     headers.insert(X_B3_TRACE_ID, trace_id.clone());
     headers.insert(X_B3_SPAN_ID, trace_id);
     headers.insert(X_B3_SAMPLED, HeaderValue::from_static("Defer"));
@@ -481,7 +502,13 @@ pub fn trace_id(connector: &str, topic: &str, partition: i32, offset: i64) -> St
     md5.update(topic.as_bytes());
     md5.update(digits.format(partition).as_bytes());
     md5.update(digits.format(offset).as_bytes());
-    hex::encode(&md5.finalize()[..8])
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(16);
+    for byte in &md5.finalize()[..8] {
+        id.push(char::from(HEX[usize::from(byte >> 4)]));
+        id.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    id
 }
 
 #[cfg(test)]
@@ -546,10 +573,8 @@ mod tests {
             ("Content-Type", "application/json"),
             ("x-b3-traceid", "mine"),
         ]);
-        let prepared = sink
-            .prepare("http-sink", &record(vec![]), request(&[], None))
-            .unwrap();
-        let h = prepared.headers();
+        let prepared = sink.prepare(request(&[], None)).unwrap();
+        let h = prepared.headers("http-sink", &record(vec![]));
         assert_eq!(h["content-type"], "application/json");
         assert_eq!(h["x-b3-traceid"], "ff1bc4d07d06a30c");
         assert_eq!(h["x-b3-spanid"], "ff1bc4d07d06a30c");
@@ -583,36 +608,63 @@ mod tests {
                 value: Some(b"wrong-case".to_vec()),
             },
         ];
-        let prepared = sink(&[])
-            .prepare("c", &record(headers), request(&[], None))
-            .unwrap();
-        assert_eq!(prepared.headers()["x-b3-traceid"], "second");
+        let prepared = sink(&[]).prepare(request(&[], None)).unwrap();
+        assert_eq!(
+            prepared.headers("c", &record(headers))["x-b3-traceid"],
+            "second"
+        );
     }
 
     #[test]
     fn guest_headers_replace_configured_ones_but_not_trace_headers() {
         let sink = sink(&[("Accept", "a"), ("Accept", "b"), ("apikey", "k")]);
         let prepared = sink
-            .prepare(
-                "c",
-                &record(vec![]),
-                request(
-                    &[("accept", "x"), ("Accept", "y"), ("X-Kafka-Topic", "t")],
-                    None,
-                ),
-            )
+            .prepare(request(
+                &[("accept", "x"), ("Accept", "y"), ("X-Kafka-Topic", "t")],
+                None,
+            ))
             .unwrap();
-        let accept: Vec<_> = prepared.headers().get_all("accept").iter().collect();
+        let h = prepared.headers("c", &record(vec![]));
+        let accept: Vec<_> = h.get_all("accept").iter().collect();
         assert_eq!(accept, ["x", "y"]);
-        assert_eq!(prepared.headers()["apikey"], "k");
-        assert_eq!(prepared.headers()["x-kafka-topic"], "nz-ac-auckland-person");
+        assert_eq!(h["apikey"], "k");
+        assert_eq!(h["x-kafka-topic"], "nz-ac-auckland-person");
+    }
+
+    #[test]
+    fn every_attempt_sends_the_same_headers_however_many_there_are() {
+        let configured: Vec<(String, String)> = (0..40)
+            .map(|i| (format!("x-conf-{i}"), format!("c{i}")))
+            .collect();
+        let configured: Vec<(&str, &str)> = configured
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let guest: Vec<(String, String)> = (0..40)
+            .map(|i| (format!("x-guest-{i}"), format!("g{i}")))
+            .collect();
+        let guest: Vec<(&str, &str)> = guest
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let prepared = sink(&configured).prepare(request(&guest, None)).unwrap();
+        let rec = record(vec![]);
+        let first = prepared.headers("http-sink", &rec);
+        // Host, User-Agent, Accept, 40 configured, 40 from the guest, 5 trace.
+        assert_eq!(first.len(), 3 + 40 + 40 + 5);
+        assert_eq!(first["x-conf-39"], "c39");
+        assert_eq!(first["x-guest-39"], "g39");
+        assert_eq!(first["x-b3-traceid"], "ff1bc4d07d06a30c");
+        for _ in 0..3 {
+            assert_eq!(prepared.headers("http-sink", &rec), first);
+        }
     }
 
     #[test]
     fn guest_paths_are_joined_to_the_base_url() {
         let sink = sink(&[]);
         let url = |p: &str| {
-            sink.prepare("c", &record(vec![]), request(&[], Some(p)))
+            sink.prepare(request(&[], Some(p)))
                 .map(|r| r.path_and_query().to_string())
         };
         assert_eq!(url("/orders?v=2").unwrap(), "/base/orders?v=2");
@@ -634,33 +686,30 @@ mod tests {
                 read_timeout: None,
             };
             let sink = HttpSink::build(&config, RouteChoice::Direct, Arc::default()).unwrap();
-            let plain = sink
-                .prepare("c", &record(vec![]), request(&[], None))
-                .unwrap();
+            let plain = sink.prepare(request(&[], None)).unwrap();
             config.headers = vec![("Authorization".into(), "Bearer t".into())];
             let sink = HttpSink::build(&config, RouteChoice::Direct, Arc::default()).unwrap();
-            let configured = sink
-                .prepare("c", &record(vec![]), request(&[], None))
-                .unwrap();
-            (plain, configured)
+            let configured = sink.prepare(request(&[], None)).unwrap();
+            let rec = record(vec![]);
+            (plain.headers("c", &rec), configured.headers("c", &rec))
         };
         let (plain, configured) = with_credentials("https://al%40ice:p%3Ass@example.com/hook");
         // base64("al@ice:p:ss")
-        assert_eq!(plain.headers()["authorization"], "Basic YWxAaWNlOnA6c3M=");
-        assert!(plain.headers()["authorization"].is_sensitive());
-        assert_eq!(plain.headers()["host"], "example.com");
-        assert_eq!(configured.headers()["authorization"], "Bearer t");
+        assert_eq!(plain["authorization"], "Basic YWxAaWNlOnA6c3M=");
+        assert!(plain["authorization"].is_sensitive());
+        assert_eq!(plain["host"], "example.com");
+        assert_eq!(configured["authorization"], "Bearer t");
         let (plain, _) = with_credentials("http://example.com:8080/hook");
-        assert!(plain.headers().get("authorization").is_none());
-        assert_eq!(plain.headers()["host"], "example.com:8080");
+        assert!(plain.get("authorization").is_none());
+        assert_eq!(plain["host"], "example.com:8080");
     }
 
     #[test]
     fn bad_guest_headers_are_refused() {
         let sink = sink(&[]);
-        let bad_name = sink.prepare("c", &record(vec![]), request(&[("bad name", "v")], None));
+        let bad_name = sink.prepare(request(&[("bad name", "v")], None));
         assert!(matches!(bad_name, Err(RequestError::InvalidHeaderName(_))));
-        let bad_value = sink.prepare("c", &record(vec![]), request(&[("x", "a\r\nb")], None));
+        let bad_value = sink.prepare(request(&[("x", "a\r\nb")], None));
         assert!(matches!(
             bad_value,
             Err(RequestError::InvalidHeaderValue(_))

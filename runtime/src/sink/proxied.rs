@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use reqwest::Client;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::header::HeaderMap;
 
 use super::{PreparedRequest, ResponseHeaders, ResponseReader, SinkError, Timeouts, error_chain};
 use crate::guest::bindings::{AttemptOutcome, TransportError, TransportErrorKind};
@@ -111,7 +112,8 @@ impl ProxiedClient {
     pub async fn send(
         &self,
         request: &PreparedRequest,
-        headers: ResponseHeaders,
+        headers: HeaderMap,
+        response_headers: ResponseHeaders,
     ) -> AttemptOutcome {
         let url = format!("{}{}", self.origin, request.path_and_query);
         let url = match reqwest::Url::parse(&url) {
@@ -124,10 +126,10 @@ impl ProxiedClient {
             }
         };
         let mut attempt = reqwest::Request::new(request.method.clone(), url);
-        *attempt.headers_mut() = request.headers.clone();
+        *attempt.headers_mut() = headers;
         *attempt.body_mut() = Some(request.body.clone().into());
         match self.client.execute(attempt).await {
-            Ok(response) => read_response(response, headers).await,
+            Ok(response) => read_response(response, response_headers).await,
             Err(error) => AttemptOutcome::Transport(transport_error(error)),
         }
     }
