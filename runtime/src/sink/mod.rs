@@ -633,20 +633,20 @@ mod tests {
 
     #[test]
     fn every_attempt_sends_the_same_headers_however_many_there_are() {
-        let configured: Vec<(String, String)> = (0..40)
-            .map(|i| (format!("x-conf-{i}"), format!("c{i}")))
-            .collect();
-        let configured: Vec<(&str, &str)> = configured
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let guest: Vec<(String, String)> = (0..40)
-            .map(|i| (format!("x-guest-{i}"), format!("g{i}")))
-            .collect();
-        let guest: Vec<(&str, &str)> = guest
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        /// 40 headers named `{prefix}-N` with values `{value}N`.
+        fn numbered(prefix: &str, value: &str) -> Vec<(String, String)> {
+            (0..40)
+                .map(|i| (format!("{prefix}-{i}"), format!("{value}{i}")))
+                .collect()
+        }
+        fn borrowed(headers: &[(String, String)]) -> Vec<(&str, &str)> {
+            headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect()
+        }
+        let (configured, guest) = (numbered("x-conf", "c"), numbered("x-guest", "g"));
+        let (configured, guest) = (borrowed(&configured), borrowed(&guest));
         let prepared = sink(&configured).prepare(request(&guest, None)).unwrap();
         let rec = record(vec![]);
         let first = prepared.headers("http-sink", &rec);
