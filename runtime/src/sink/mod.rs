@@ -502,13 +502,9 @@ pub fn trace_id(connector: &str, topic: &str, partition: i32, offset: i64) -> St
     md5.update(topic.as_bytes());
     md5.update(digits.format(partition).as_bytes());
     md5.update(digits.format(offset).as_bytes());
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = String::with_capacity(16);
-    for byte in &md5.finalize()[..8] {
-        id.push(char::from(HEX[usize::from(byte >> 4)]));
-        id.push(char::from(HEX[usize::from(byte & 0x0f)]));
-    }
-    id
+    let mut id = [0u8; 16];
+    hex::encode_to_slice(&md5.finalize()[..8], &mut id).expect("8 bytes are 16 hex digits");
+    std::str::from_utf8(&id).expect("hex is ASCII").to_owned()
 }
 
 #[cfg(test)]
